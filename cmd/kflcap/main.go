@@ -1,0 +1,105 @@
+// Command kflcap is a packet capture engine: eBPF capture, L7 dissection, KFL
+// stream selection, sealed pcap repositories. See `kflcap help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// command is one subcommand. run gets the arguments after the subcommand's
+// name; it returns a usageError for bad usage (exit 2) and any other error for
+// a runtime failure (exit 1).
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what every subcommand gets from main.
+type env struct {
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
+// commands is filled by init functions in the subcommands' files.
+var commands = map[string]command{}
+
+func register(name string, c command) { commands[name] = c }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{
+		stdout: stdout,
+		stderr: stderr,
+		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printUsage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "kflcap: unknown command %q\n\n", args[0])
+		printUsage(stderr)
+		return 2
+	}
+	err := c.run(ctx, e, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errHelp):
+		return 0
+	}
+	fmt.Fprintf(stderr, "kflcap %s: %v\n", args[0], err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "kflcap — eBPF packet capture with KFL stream selection")
+	fmt.Fprintln(w, "\nUsage: kflcap COMMAND [flags] [args]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'kflcap COMMAND --help' for a command's flags and examples.")
+}
+
+func init() {
+	register("version", command{
+		summary: "print the version",
+		run: func(_ context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("version takes no arguments")
+			}
+			fmt.Fprintln(e.stdout, "kflcap", version)
+			return nil
+		},
+	})
+}

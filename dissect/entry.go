@@ -1,0 +1,50 @@
+package dissect
+
+import "net/netip"
+
+// Entry is one L7 message exchange (an HTTP request/response pair, a DNS
+// query/answer, a TLS handshake) or, for streams no dissector recognises, one
+// L4 summary of a stream. It is what `kflcap read --json` prints and what KFL
+// queries evaluate. Field names follow Kubeshark's entry model.
+//
+// Entries are produced by the dissectors and are read-only afterwards: KFL
+// evaluates them concurrently without locking.
+type Entry struct {
+	Protocol    Protocol `json:"protocol"`
+	Src         Endpoint `json:"src"`
+	Dst         Endpoint `json:"dst"`
+	Node        Node     `json:"node"`
+	Timestamp   int64    `json:"timestamp"`   // Unix milliseconds of the first packet of the request
+	ElapsedTime int64    `json:"elapsedTime"` // request-to-response latency in milliseconds
+	Stream      string   `json:"stream"`      // the stream's pcap name, e.g. "000000007221_tcp.pcap"
+	StreamID    uint64   `json:"streamId"`
+	Outgoing    bool     `json:"outgoing"`
+
+	// Exactly one of these is set for an L7 entry; none for an L4 entry.
+	HTTP *HTTP `json:"-"`
+	DNS  *DNS  `json:"-"`
+	TLS  *TLS  `json:"-"`
+}
+
+// Protocol identifies the entry's protocol as Kubeshark does.
+type Protocol struct {
+	Name    string `json:"name"`    // "http", "dns", "tls", "tcp", "udp", "icmp"
+	Abbr    string `json:"abbr"`    // "HTTP", "DNS", …
+	Version string `json:"version"` // "1.1", …
+	Layer4  string `json:"layer4"`  // "tcp" or "udp"
+}
+
+// Endpoint is one side of an entry. Name and Namespace come from name
+// resolution and are empty when unknown.
+type Endpoint struct {
+	IP        netip.Addr `json:"ip"`
+	Port      uint16     `json:"port"`
+	Name      string     `json:"name"`
+	Namespace string     `json:"namespace"`
+}
+
+// Node is the capturing node.
+type Node struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
+}

@@ -1,0 +1,94 @@
+package dissect
+
+// HTTP is an HTTP/1.x request and its response. Response fields are zero
+// when the response was not seen (HasResponse false).
+type HTTP struct {
+	Request     HTTPRequest
+	Response    HTTPResponse
+	HasResponse bool
+}
+
+// HTTPRequest is the request half of an HTTP exchange.
+type HTTPRequest struct {
+	Method      string
+	Path        string // path without the query string
+	URL         string // request target as sent, with the query string
+	Host        string
+	Version     string     // "1.0", "1.1"
+	Headers     Headers    // lookups are case-insensitive
+	QueryString []KeyValue // decoded query parameters, in order
+	Cookies     []KeyValue // request cookies, in order
+	BodySize    int64
+	Body        []byte // bounded preview, gzip decoded
+}
+
+// HTTPResponse is the response half of an HTTP exchange.
+type HTTPResponse struct {
+	Status     int
+	StatusText string
+	Version    string
+	Headers    Headers
+	BodySize   int64
+	Body       []byte // bounded preview, gzip decoded
+}
+
+// KeyValue is one name/value pair, kept in wire order.
+type KeyValue struct {
+	Name  string
+	Value string
+}
+
+// Headers is a list of header fields in wire order.
+type Headers []KeyValue
+
+// DNS is a DNS query and its response (HasResponse false when unanswered).
+type DNS struct {
+	ID          uint16
+	Opcode      string // "Query", …
+	Request     DNSMessage
+	Response    DNSMessage
+	HasResponse bool
+}
+
+// DNSMessage is one DNS message's sections.
+type DNSMessage struct {
+	Flags       DNSFlags
+	Code        string // rcode name: "NoError", "NXDomain", …
+	Questions   []DNSQuestion
+	Answers     []DNSRecord
+	Authorities []DNSRecord
+	Additionals []DNSRecord
+}
+
+// DNSFlags are the header flag bits.
+type DNSFlags struct {
+	QR, AA, TC, RD, RA bool
+}
+
+// DNSQuestion is one question.
+type DNSQuestion struct {
+	Name  string
+	Type  string // "A", "AAAA", …
+	Class string
+}
+
+// DNSRecord is one resource record; Data fields are set per type.
+type DNSRecord struct {
+	Name  string
+	Type  string
+	Class string
+	TTL   uint32
+	IP    string // A, AAAA
+	CNAME string // CNAME
+	Data  string // NS, PTR, MX, SRV, TXT, SOA rendered as text
+}
+
+// TLS is what is visible of a TLS handshake.
+type TLS struct {
+	ServerName        string   // ClientHello SNI
+	OfferedVersions   []string // "1.2", "1.3"
+	NegotiatedVersion string   // from ServerHello, "" when not seen
+	ALPN              []string // offered protocols
+	NegotiatedALPN    string
+	CipherSuite       string
+}
