@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing kflcap needs, only when something is
+# missing: Debian packages through apt-get. Safe to run repeatedly.
+set -euo pipefail
+
+# command:package pairs; a package is installed when its command is missing.
+need=(
+  clang:clang llc:llvm bpftool:bpftool tshark:tshark tcpdump:tcpdump ip:iproute2
+  ss:iproute2 ping:iputils-ping curl:curl dig:dnsutils nc:netcat-openbsd
+  iperf3:iperf3 trafgen:netsniff-ng dnsmasq:dnsmasq openssl:openssl
+  python3:python3 tar:tar gzip:gzip
+)
+pkgs=()
+for pair in "${need[@]}"; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || pkgs+=("$pkg")
+done
+# Headers, not commands.
+[ -f /usr/include/bpf/bpf_helpers.h ] || pkgs+=(libbpf-dev)
+[ -d /usr/include/x86_64-linux-gnu/asm ] || [ "$(uname -m)" != x86_64 ] || pkgs+=(linux-libc-dev)
+
+if [ ${#pkgs[@]} -gt 0 ]; then
+  # Sort and de-duplicate.
+  mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
+  echo "deps: installing ${pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer once, quietly.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+fi
