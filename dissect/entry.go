@@ -24,6 +24,24 @@ type Entry struct {
 	HTTP *HTTP `json:"-"`
 	DNS  *DNS  `json:"-"`
 	TLS  *TLS  `json:"-"`
+
+	// L4 is the stream's L3/L4 summary at the time the entry was made. It is
+	// set on every entry (L7 ones too) so that queries can use counters and
+	// TCP state without looking the stream up.
+	L4 *L4Stream `json:"-"`
+}
+
+// L4Stream summarises a stream's transport-level state.
+type L4Stream struct {
+	FirstSeen   int64  `json:"firstSeen"` // Unix milliseconds
+	LastSeen    int64  `json:"lastSeen"`
+	PacketsUp   uint64 `json:"packetsUp"` // client (src) to server (dst)
+	PacketsDown uint64 `json:"packetsDown"`
+	BytesUp     uint64 `json:"bytesUp"`
+	BytesDown   uint64 `json:"bytesDown"`
+	SYN         bool   `json:"syn"` // a SYN was seen (the start of the connection was captured)
+	FIN         bool   `json:"fin"`
+	RST         bool   `json:"rst"`
 }
 
 // Protocol identifies the entry's protocol as Kubeshark does.

@@ -34,8 +34,8 @@ type HTTPResponse struct {
 
 // KeyValue is one name/value pair, kept in wire order.
 type KeyValue struct {
-	Name  string
-	Value string
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // Headers is a list of header fields in wire order.
@@ -62,25 +62,29 @@ type DNSMessage struct {
 
 // DNSFlags are the header flag bits.
 type DNSFlags struct {
-	QR, AA, TC, RD, RA bool
+	QR bool `json:"qr"`
+	AA bool `json:"aa"`
+	TC bool `json:"tc"`
+	RD bool `json:"rd"`
+	RA bool `json:"ra"`
 }
 
 // DNSQuestion is one question.
 type DNSQuestion struct {
-	Name  string
-	Type  string // "A", "AAAA", …
-	Class string
+	Name  string `json:"name"`
+	Type  string `json:"type"` // "A", "AAAA", …
+	Class string `json:"class"`
 }
 
 // DNSRecord is one resource record; Data fields are set per type.
 type DNSRecord struct {
-	Name  string
-	Type  string
-	Class string
-	TTL   uint32
-	IP    string // A, AAAA
-	CNAME string // CNAME
-	Data  string // NS, PTR, MX, SRV, TXT, SOA rendered as text
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	Class string `json:"class"`
+	TTL   uint32 `json:"ttl"`
+	IP    string `json:"ip,omitempty"`    // A, AAAA
+	CNAME string `json:"cname,omitempty"` // CNAME
+	Data  string `json:"data,omitempty"`  // NS, PTR, MX, SRV, TXT, SOA rendered as text
 }
 
 // TLS is what is visible of a TLS handshake.
