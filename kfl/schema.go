@@ -59,11 +59,11 @@ type field struct {
 	protos string // protocols whose entries have it, for the reference; "" = every entry
 	doc    string
 	// Exactly one group is set, according to the slot in path.
-	get  func(e *dissect.Entry) (value, bool)                   // no slot
-	n    func(e *dissect.Entry) int                             // list slot: length
-	elem func(e *dissect.Entry, i int) value                    // list slot: i < n(e)
-	key  func(e *dissect.Entry, k string) (value, bool)         // map slot: lookup
-	each func(e *dissect.Entry, pred func(value) bool) bool     // map slot: any value
+	get  func(e *dissect.Entry) (value, bool)               // no slot
+	n    func(e *dissect.Entry) int                         // list slot: length
+	elem func(e *dissect.Entry, i int) value                // list slot: i < n(e)
+	key  func(e *dissect.Entry, k string) (value, bool)     // map slot: lookup
+	each func(e *dissect.Entry, pred func(value) bool) bool // map slot: any value
 }
 
 // fields is the schema; built once in init and read-only afterwards.
