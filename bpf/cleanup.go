@@ -62,6 +62,9 @@ func pinOwner(dir string) int {
 // claimPinDir makes dir ours: it refuses a directory owned by a live
 // process, removes what a dead owner left, and records our pid.
 func claimPinDir(dir string, log *slog.Logger) error {
+	if err := ensureBPFFS(dir, log); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create pin directory %s: %w (is bpffs mounted at /sys/fs/bpf?)", dir, err)
 	}
@@ -90,9 +93,31 @@ func claimPinDir(dir string, log *slog.Logger) error {
 	return nil
 }
 
+// ensureBPFFS mounts bpffs at /sys/fs/bpf when dir lies below it and
+// nothing is mounted there yet (as systemd does on most distributions, and
+// bpftool does when asked to pin).
+func ensureBPFFS(dir string, log *slog.Logger) error {
+	const root = "/sys/fs/bpf"
+	if dir != root && !strings.HasPrefix(dir, root+"/") {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil || st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs at %s: %w", root, err)
+	}
+	log.Info("mounted bpffs", "at", root)
+	return nil
+}
+
 func releasePinDir(dir string) {
 	os.Remove(filepath.Join(dir, ownerPin))
 	os.Remove(dir) // only when empty
+	if parent := filepath.Dir(dir); parent == DefaultPinRoot {
+		os.Remove(parent) // likewise
+	}
 }
 
 // removePins removes kflcap's pins from dir and returns how many there were.

@@ -1,0 +1,156 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/kflcap/kflcap/bpf"
+)
+
+// LiveOptions configure a live capture.
+type LiveOptions struct {
+	Ifaces    []Iface
+	Backend   bpf.Backend
+	Snaplen   uint32
+	RingBytes uint32
+	// PinDir: see bpf.Options. Pin directories of dead owners next to it
+	// are removed first.
+	PinDir    string
+	Prefilter bpf.Prefilter
+	Reader    ReaderOptions
+	Logger    *slog.Logger
+}
+
+// Live is a running capture: programs attached, a reader running.
+//
+// Use: consume Batches until it is closed; call Stop to end the capture
+// (it detaches first, so the reader drains the ring and then closes
+// Batches); call Close when done to read final counters and free the
+// objects.
+type Live struct {
+	Stages   Stages
+	objs     *bpf.Objects
+	reader   *Reader
+	attached []*bpf.Attachment
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error
+	stopOnce sync.Once
+	log      *slog.Logger
+}
+
+// StartLive removes what crashed runs left behind, loads and attaches the
+// programs to every interface and starts reading. On error nothing stays
+// attached.
+func StartLive(opts LiveOptions) (*Live, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(opts.Ifaces) == 0 {
+		return nil, errors.New("no interface to capture on")
+	}
+	nsPath := opts.Ifaces[0].NetNS
+	if n, err := bpf.CleanupFilters(nsPath); err != nil {
+		opts.Logger.Warn("removing leftover tc filters", "err", err)
+	} else if n > 0 {
+		opts.Logger.Info("removed tc filters left by a previous run", "filters", n)
+	}
+	if opts.PinDir != "" {
+		bpf.CleanupPins(parentDir(opts.PinDir), opts.Logger)
+	}
+	objs, err := bpf.Load(bpf.Options{Snaplen: opts.Snaplen, RingBytes: opts.RingBytes, PinDir: opts.PinDir, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	l := &Live{objs: objs, done: make(chan struct{}), log: opts.Logger}
+	if !opts.Prefilter.Empty() {
+		if err := objs.SetPrefilter(opts.Prefilter); err != nil {
+			objs.Close()
+			return nil, err
+		}
+	}
+	for _, ifc := range opts.Ifaces {
+		a, err := objs.Attach(ifc.Interface, opts.Backend)
+		if err != nil {
+			objs.Close()
+			return nil, err
+		}
+		l.attached = append(l.attached, a)
+	}
+	l.reader, err = NewReader(objs.Events(), NewClock(), &l.Stages, opts.Reader)
+	if err != nil {
+		objs.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go func() {
+		l.err = l.reader.Run(ctx)
+		close(l.done)
+	}()
+	return l, nil
+}
+
+func parentDir(p string) string {
+	for i := len(p) - 1; i > 0; i-- {
+		if p[i] == '/' {
+			return p[:i]
+		}
+	}
+	return p
+}
+
+// Batches delivers captured packets; closed after Stop once drained.
+func (l *Live) Batches() <-chan *Batch { return l.reader.Batches() }
+
+// Attachments lists the interfaces and the backend used on each.
+func (l *Live) Attachments() []*bpf.Attachment { return l.attached }
+
+// Objects gives access to the loaded programs (prefilter updates, counters).
+func (l *Live) Objects() *bpf.Objects { return l.objs }
+
+// Stop detaches the programs and lets the reader drain the ring and close
+// Batches. It does not wait; Wait does.
+func (l *Live) Stop() error {
+	var err error
+	l.stopOnce.Do(func() {
+		var errs []error
+		for _, a := range l.attached {
+			if e := l.objs.Detach(a); e != nil {
+				errs = append(errs, e)
+			}
+		}
+		l.cancel()
+		err = errors.Join(errs...)
+	})
+	return err
+}
+
+// Wait waits for the reader to finish (after Stop) and returns its error.
+func (l *Live) Wait() error {
+	<-l.done
+	return l.err
+}
+
+// Counters reads the kernel counters.
+func (l *Live) Counters() (map[bpf.IfKey]bpf.Counters, error) { return l.objs.Counters() }
+
+// Close stops (if needed), waits, and frees the programs and maps.
+func (l *Live) Close() error {
+	stopErr := l.Stop()
+	// Drain anything the consumer left so the reader can finish.
+	go func() {
+		for b := range l.reader.Batches() {
+			b.Release()
+		}
+	}()
+	waitErr := l.Wait()
+	closeErr := l.objs.Close()
+	if err := errors.Join(stopErr, waitErr, closeErr); err != nil {
+		return fmt.Errorf("close capture: %w", err)
+	}
+	return nil
+}
