@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/kflcap/kflcap/dissect"
+)
+
+// compileQuery compiles a KFL query into a matcher. It is set by
+// read_kfl.go, which wires the kfl package.
+var compileQuery func(src string) (func(*dissect.Entry) bool, error)
+
+const readExamples = `  kflcap read capture.pcap
+  kflcap read capture.pcapng --json
+  kflcap read capture.pcap --kfl 'http and response.status == 500'
+  kflcap read kfl_0_kflcap_1700000000.tar.gz --kfl dns -w dns.pcap`
+
+func init() {
+	register("read", command{
+		summary: "dissect pcap, pcapng or repository files into entries",
+		run:     runRead,
+	})
+}
+
+func runRead(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("read", "read FILE... [--kfl QUERY] [--json] [-w OUT]", readExamples, e.stdout)
+	query := fs.String("kfl", "", "print only entries matching this KFL `query`; -w writes only their streams")
+	asJSON := fs.Bool("json", false, "print one JSON object per entry")
+	out := fs.String("w", "", "write the packets of the selected streams to `file` (pcap; pcapng when the name ends in .pcapng; - for stdout)")
+	workers := fs.Int("workers", 1, "dissect on `n` goroutines sharded by flow (entry order is then only kept per stream)")
+	quiet := fs.Bool("q", false, "print no entries (with -w: just write the file); the summary still goes to stderr")
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usageErrorf("no input file: read needs at least one pcap, pcapng or repository .tar.gz")
+	}
+	if *workers < 1 {
+		return usageErrorf("--workers must be at least 1, got %d", *workers)
+	}
+	match := func(*dissect.Entry) bool { return true }
+	if *query != "" {
+		if compileQuery == nil {
+			return usageErrorf("--kfl: this build has no KFL support")
+		}
+		m, err := compileQuery(*query)
+		if err != nil {
+			return usageErrorf("--kfl: %v", err)
+		}
+		match = m
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("open input: %w", err)
+		}
+	}
+
+	var w *streamWriter
+	if *out != "" {
+		lt, err := outputLinkType(ctx, files)
+		if err != nil {
+			return err
+		}
+		dst := e.stdout
+		if *out != "-" {
+			f, err := os.Create(*out)
+			if err != nil {
+				return fmt.Errorf("create output: %w", err)
+			}
+			defer f.Close()
+			dst = f
+		}
+		w, err = newStreamWriter(dst, lt, strings.HasSuffix(*out, ".pcapng"))
+		if err != nil {
+			return err
+		}
+	}
+
+	bw := bufio.NewWriterSize(e.stdout, 64<<10)
+	if *out == "-" {
+		bw = bufio.NewWriter(io.Discard) // the pcap owns stdout
+	}
+	var mu sync.Mutex // entries come from several workers with --workers
+	enc := json.NewEncoder(bw)
+	var printErr error
+	cfg := dissect.Config{
+		Workers: *workers,
+		OnEntry: func(en *dissect.Entry, s dissect.StreamRef) {
+			if !match(en) {
+				return
+			}
+			if w != nil {
+				s.Select(w)
+			}
+			if *quiet {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if *asJSON {
+				if err := enc.Encode(en); err != nil && printErr == nil {
+					printErr = err
+				}
+				return
+			}
+			bw.WriteString(formatEntry(en))
+			bw.WriteByte('\n')
+		},
+	}
+	if w != nil {
+		// Keep streams' packets so that a match can write them from the
+		// first one; a file is finite, so the caps can be generous.
+		cfg.StreamRetainBytes = 256 << 20
+		cfg.TotalRetainBytes = 2 << 30
+	}
+	d := dissect.New(cfg)
+	progress := progressFunc(e.stderr)
+	var feedErr error
+	for _, name := range files {
+		err := dissect.ReadFile(ctx, name, func(p dissect.Packet) error { return d.Feed(p) }, progress(name))
+		if err != nil {
+			feedErr = fmt.Errorf("%s: %w", name, err)
+			break
+		}
+	}
+	d.Close()
+	st := d.Stats()
+	if err := bw.Flush(); err != nil && printErr == nil {
+		printErr = err
+	}
+	if w != nil {
+		if err := w.Close(); err != nil && feedErr == nil {
+			feedErr = err
+		}
+	}
+	e.log.Debug("read done", "packets", st.Packets, "entries", st.Entries)
+	if st.Malformed > 0 || st.StreamsEvicted > 0 || st.RetainOverflow > 0 || st.ReassemblyGaps > 0 {
+		e.log.Info("dissection counters", "packets", st.Packets, "malformed", st.Malformed,
+			"streams", st.Streams, "evicted", st.StreamsEvicted, "gaps", st.ReassemblyGaps,
+			"retain_overflow", st.RetainOverflow)
+	}
+	if w != nil && w.dropped > 0 {
+		e.log.Warn("packets not written: link type differs from the output's", "packets", w.dropped)
+	}
+	if feedErr != nil {
+		return feedErr
+	}
+	return printErr
+}
+
+// formatEntry is the one-line text form of an entry.
+func formatEntry(e *dissect.Entry) string {
+	var b strings.Builder
+	ts := time.UnixMilli(e.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z")
+	fmt.Fprintf(&b, "%s %s %-4s %s -> %s", ts, e.Stream, strings.ToUpper(e.Protocol.Name),
+		hostPort(e.Src), hostPort(e.Dst))
+	switch {
+	case e.HTTP != nil:
+		r := e.HTTP
+		fmt.Fprintf(&b, " %s %s", r.Request.Method, r.Request.URL)
+		if r.HasResponse {
+			fmt.Fprintf(&b, " %d %s %dms", r.Response.Status, r.Response.StatusText, e.ElapsedTime)
+		} else {
+			b.WriteString(" (no response)")
+		}
+	case e.DNS != nil:
+		for _, q := range e.DNS.Request.Questions {
+			fmt.Fprintf(&b, " %s %s", q.Type, q.Name)
+		}
+		if e.DNS.HasResponse {
+			fmt.Fprintf(&b, " %s", e.DNS.Response.Code)
+			for _, a := range e.DNS.Response.Answers {
+				v := a.IP + a.CNAME + a.Data
+				fmt.Fprintf(&b, " %s=%s", a.Type, v)
+			}
+			fmt.Fprintf(&b, " %dms", e.ElapsedTime)
+		} else {
+			b.WriteString(" (no response)")
+		}
+	case e.TLS != nil:
+		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
+	default:
+		if l := e.L4; l != nil {
+			fmt.Fprintf(&b, " packets=%d/%d bytes=%d/%d", l.PacketsUp, l.PacketsDown, l.BytesUp, l.BytesDown)
+		}
+	}
+	return b.String()
+}
+
+func hostPort(ep dissect.Endpoint) string {
+	if ep.IP.Is6() && !ep.IP.Is4In6() {
+		return fmt.Sprintf("[%s]:%d", ep.IP, ep.Port)
+	}
+	return fmt.Sprintf("%s:%d", ep.IP.Unmap(), ep.Port)
+}
+
+// progressFunc returns, per file, a progress callback that rewrites one
+// line on stderr when it is a terminal and the file is large.
+func progressFunc(stderr io.Writer) func(name string) func(done, total int64) {
+	f, ok := stderr.(*os.File)
+	if !ok {
+		return func(string) func(int64, int64) { return nil }
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return func(string) func(int64, int64) { return nil }
+	}
+	return func(name string) func(int64, int64) {
+		start := time.Now()
+		return func(done, total int64) {
+			if total < 64<<20 {
+				return
+			}
+			fmt.Fprintf(f, "\r%s: %3d%% (%d MiB, %.0f MiB/s)\x1b[K", name, done*100/max(total, 1),
+				done>>20, float64(done>>20)/time.Since(start).Seconds())
+			if done >= total {
+				fmt.Fprintln(f)
+			}
+		}
+	}
+}
+
+// outputLinkType chooses the output's link type: the inputs' one when they
+// agree, else LINUX_SLL2, which can carry any of them (as tcpdump -i any).
+func outputLinkType(ctx context.Context, files []string) (layers.LinkType, error) {
+	seen := map[layers.LinkType]bool{}
+	for _, name := range files {
+		err := dissect.ReadFile(ctx, name, func(p dissect.Packet) error {
+			seen[p.LinkType] = true
+			return nil
+		}, nil)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if len(seen) == 1 {
+		for lt := range seen {
+			return lt, nil
+		}
+	}
+	return layers.LinkTypeLinuxSLL2, nil
+}
+
+// streamWriter is the Sink of read -w: it writes the selected streams'
+// packets, converting them to the output's link type where needed.
+type streamWriter struct {
+	mu      sync.Mutex
+	lt      layers.LinkType
+	pcap    *pcapgo.Writer
+	ng      *pcapgo.NgWriter
+	bw      *bufio.Writer
+	buf     []byte
+	err     error
+	dropped uint64
+}
+
+func newStreamWriter(dst io.Writer, lt layers.LinkType, ng bool) (*streamWriter, error) {
+	w := &streamWriter{lt: lt, bw: bufio.NewWriterSize(dst, 1<<20)}
+	if ng {
+		nw, err := pcapgo.NewNgWriter(w.bw, lt)
+		if err != nil {
+			return nil, fmt.Errorf("write pcapng header: %w", err)
+		}
+		w.ng = nw
+		return w, nil
+	}
+	w.pcap = pcapgo.NewWriterNanos(w.bw)
+	if err := w.pcap.WriteFileHeader(262144, lt); err != nil {
+		return nil, fmt.Errorf("write pcap header: %w", err)
+	}
+	return w, nil
+}
+
+func (w *streamWriter) StreamPacket(_ dissect.StreamInfo, p dissect.Packet) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return
+	}
+	data := p.Data
+	if p.LinkType != w.lt {
+		if w.lt != layers.LinkTypeLinuxSLL2 {
+			w.dropped++
+			return
+		}
+		var ok bool
+		w.buf, ok = toSLL2(w.buf[:0], p)
+		if !ok {
+			w.dropped++
+			return
+		}
+		data = w.buf
+	}
+	orig := p.OrigLen + len(data) - len(p.Data)
+	ci := gopacket.CaptureInfo{Timestamp: p.Timestamp, CaptureLength: len(data), Length: max(orig, len(data))}
+	if w.ng != nil {
+		w.err = w.ng.WritePacket(ci, data)
+	} else {
+		w.err = w.pcap.WritePacket(ci, data)
+	}
+}
+
+func (w *streamWriter) StreamEnd(dissect.StreamInfo) {}
+
+func (w *streamWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return fmt.Errorf("write output: %w", w.err)
+	}
+	if w.ng != nil {
+		if err := w.ng.Flush(); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// toSLL2 rewrites a frame as LINUX_SLL2 (https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL2.html).
+func toSLL2(dst []byte, p dissect.Packet) ([]byte, bool) {
+	var proto uint16
+	var hatype uint16 = 1 // ARPHRD_ETHER
+	var addr []byte
+	var payload []byte
+	pktType := byte(0)
+	d := p.Data
+	switch p.LinkType {
+	case layers.LinkTypeEthernet:
+		if len(d) < 14 {
+			return dst, false
+		}
+		proto, addr, payload = binary.BigEndian.Uint16(d[12:14]), d[6:12], d[14:]
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+		if len(d) < 1 {
+			return dst, false
+		}
+		hatype = 0xfffe // ARPHRD_NONE
+		proto = 0x0800
+		if d[0]>>4 == 6 {
+			proto = 0x86dd
+		}
+		payload = d
+	case layers.LinkTypeLinuxSLL:
+		if len(d) < 16 {
+			return dst, false
+		}
+		pktType = byte(binary.BigEndian.Uint16(d[0:2]))
+		hatype = binary.BigEndian.Uint16(d[2:4])
+		n := min(int(binary.BigEndian.Uint16(d[4:6])), 8)
+		addr, proto, payload = d[6:6+n], binary.BigEndian.Uint16(d[14:16]), d[16:]
+	default:
+		return dst, false
+	}
+	var h [20]byte
+	binary.BigEndian.PutUint16(h[0:2], proto)
+	binary.BigEndian.PutUint32(h[4:8], uint32(p.IfIndex))
+	binary.BigEndian.PutUint16(h[8:10], hatype)
+	h[10] = pktType
+	h[11] = byte(len(addr))
+	copy(h[12:20], addr)
+	dst = append(dst, h[:]...)
+	return append(dst, payload...), true
+}

@@ -1,0 +1,189 @@
+package dissect
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// ReadFile reads the packets of a pcap, pcapng (any mix of link types), a
+// gzip-compressed one, or a repository .tar.gz and calls fn with each, in
+// file order. Packet data is valid only during the call. For a repository
+// it reads the merged pcap when there is one, else the per-stream pcaps.
+// progress, if not nil, is called now and then with bytes read and the
+// file's size.
+func ReadFile(ctx context.Context, name string, fn func(Packet) error, progress func(done, total int64)) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	cr := &countingReader{r: f, total: st.Size(), progress: progress}
+	br := bufio.NewReaderSize(cr, 1<<20)
+	magic, _ := br.Peek(4)
+	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		return readGzip(ctx, name, br, fn)
+	}
+	return ReadPackets(ctx, br, fn)
+}
+
+// ReadPackets reads a pcap or pcapng stream.
+func ReadPackets(ctx context.Context, r io.Reader, fn func(Packet) error) error {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 1<<20)
+	}
+	magic, err := br.Peek(4)
+	if err != nil {
+		return fmt.Errorf("read capture header: %w", err)
+	}
+	if string(magic) == "\x0a\x0d\x0d\x0a" {
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{SkipUnknownVersion: true})
+		if err != nil {
+			return fmt.Errorf("read pcapng: %w", err)
+		}
+		for i := 0; ; i++ {
+			data, ci, err := ng.ZeroCopyReadPacketData()
+			if err != nil {
+				return eofOK(err, "read pcapng")
+			}
+			lt := ng.LinkType()
+			if ifc, err := ng.Interface(ci.InterfaceIndex); err == nil {
+				lt = ifc.LinkType
+			}
+			if err := fn(Packet{Timestamp: ci.Timestamp, LinkType: lt, Data: data, OrigLen: ci.Length, IfIndex: ci.InterfaceIndex}); err != nil {
+				return err
+			}
+			if i&0xfff == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	pr, err := pcapgo.NewReader(br)
+	if err != nil {
+		return fmt.Errorf("read pcap: %w", err)
+	}
+	lt := pr.LinkType()
+	for i := 0; ; i++ {
+		data, ci, err := pr.ZeroCopyReadPacketData()
+		if err != nil {
+			return eofOK(err, "read pcap")
+		}
+		if err := fn(Packet{Timestamp: ci.Timestamp, LinkType: lt, Data: data, OrigLen: ci.Length, IfIndex: ci.InterfaceIndex}); err != nil {
+			return err
+		}
+		if i&0xfff == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func eofOK(err error, what string) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%s: truncated file: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// mergedPcap is the name of a repository's merged capture.
+var mergedPcap = regexp.MustCompile(`^[0-9]+\.pcap$`)
+
+// streamPcap is the name of one stream's capture in a repository.
+var streamPcap = regexp.MustCompile(`^[0-9]{12}_(tcp|udp)\.pcap$`)
+
+func readGzip(ctx context.Context, name string, br *bufio.Reader, fn func(Packet) error) error {
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return fmt.Errorf("read gzip: %w", err)
+	}
+	zbr := bufio.NewReaderSize(zr, 1<<20)
+	head, _ := zbr.Peek(512)
+	if len(head) < 262 || !bytes.Equal(head[257:262], []byte("ustar")) {
+		return ReadPackets(ctx, zbr, fn) // a gzip-compressed capture
+	}
+	// A repository. Its merged pcap holds every packet once; the stream
+	// pcaps hold the same packets again, so read only one kind.
+	hasMerged, err := scanTar(zbr)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr2, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read gzip: %w", err)
+	}
+	tr := tar.NewReader(zr2)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read repository %s: %w", name, err)
+		}
+		base := path.Base(h.Name)
+		if h.Typeflag != tar.TypeReg || hasMerged && !mergedPcap.MatchString(base) ||
+			!hasMerged && !streamPcap.MatchString(base) {
+			continue
+		}
+		if err := ReadPackets(ctx, tr, fn); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+	}
+}
+
+func scanTar(r io.Reader) (hasMerged bool, err error) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return hasMerged, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read repository: %w", err)
+		}
+		if mergedPcap.MatchString(path.Base(h.Name)) && !strings.Contains(h.Name, "/.") {
+			hasMerged = true
+		}
+	}
+}
+
+// countingReader reports read progress.
+type countingReader struct {
+	r        io.Reader
+	n, total int64
+	last     int64
+	progress func(done, total int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.progress != nil && c.n-c.last >= 16<<20 {
+		c.last = c.n
+		c.progress(c.n, c.total)
+	}
+	return n, err
+}

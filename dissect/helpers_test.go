@@ -1,0 +1,170 @@
+package dissect_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/internal/netnstest"
+)
+
+// capture runs traffic while tcpdump records B's end of the pair and
+// returns the pcap. With KFLCAP_UPDATE_TESTDATA=1 the capture is also saved
+// as testdata/<name>.pcap, the seed of the offline tests and fuzzers.
+func capture(t *testing.T, p *netnstest.Pair, name string, traffic func()) string {
+	t.Helper()
+	netnstest.RequireTool(t, "tcpdump")
+	out := filepath.Join(t.TempDir(), name+".pcap")
+	td := netnstest.Start(t, p.B, "tcpdump", "-U", "-n", "-s", "0", "-i", p.IfB, "-w", out)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(td.Output(), "listening on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpdump did not start: %s", td.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	traffic()
+	time.Sleep(300 * time.Millisecond) // let the last packets reach the file
+	td.Cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(200 * time.Millisecond)
+	td.Stop()
+	if os.Getenv("KFLCAP_UPDATE_TESTDATA") == "1" {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("testdata", name+".pcap"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// dissectFile returns the entries of a capture, dissected synchronously.
+func dissectFile(t testing.TB, path string, cfg dissect.Config) ([]*dissect.Entry, dissect.Stats) {
+	t.Helper()
+	var entries []*dissect.Entry
+	cfg.OnEntry = func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) }
+	d := dissect.New(cfg)
+	if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	d.Close()
+	return entries, d.Stats()
+}
+
+// tshark returns the rows of `tshark -r path -Y filter -T fields -e ...`,
+// fields separated by '|' and multiple values within a field by ','.
+func tshark(t testing.TB, path, filter string, fields ...string) [][]string {
+	t.Helper()
+	netnstest.RequireTool(t, "tshark")
+	args := []string{"-n", "-r", path, "-Y", filter, "-T", "fields", "-E", "separator=|", "-E", "aggregator=,", "-E", "occurrence=a",
+		// Decode HTTP on the test ports, as kflcap does by content.
+		"-d", "tcp.port==8080,http", "-d", "tcp.port==8443,tls", "-d", "udp.port==5353,dns"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "tshark", args...).Output()
+	if err != nil {
+		t.Fatalf("tshark %v: %v", args, err)
+	}
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if l != "" {
+			rows = append(rows, strings.Split(l, "|"))
+		}
+	}
+	return rows
+}
+
+// streamRanks maps kflcap stream ids to tshark's stream indexes: both number
+// streams in order of first appearance, tshark per transport protocol.
+func streamRanks(entries []*dissect.Entry) map[uint64]int {
+	byL4 := map[string][]uint64{}
+	for _, e := range entries {
+		if !slices.Contains(byL4[e.Protocol.Layer4], e.StreamID) {
+			byL4[e.Protocol.Layer4] = append(byL4[e.Protocol.Layer4], e.StreamID)
+		}
+	}
+	ranks := map[uint64]int{}
+	for _, ids := range byL4 {
+		slices.Sort(ids)
+		for i, id := range ids {
+			ranks[id] = i
+		}
+	}
+	return ranks
+}
+
+// diffSets reports the difference of two string sets.
+func diffSets(t testing.TB, what string, got, want []string) {
+	t.Helper()
+	slices.Sort(got)
+	slices.Sort(want)
+	if slices.Equal(got, want) {
+		return
+	}
+	var missing, extra []string
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			missing = append(missing, w)
+		}
+	}
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			extra = append(extra, g)
+		}
+	}
+	t.Errorf("%s: kflcap and tshark differ (%d vs %d)\nmissing in kflcap: %q\nonly in kflcap: %q", what, len(got), len(want), missing, extra)
+}
+
+// httpTuples are kflcap's (stream, method, uri, status) for complete exchanges.
+func httpTuples(entries []*dissect.Entry) []string {
+	ranks := streamRanks(entries)
+	var out []string
+	for _, e := range entries {
+		if e.HTTP == nil || !e.HTTP.HasResponse {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d %s %s %d", ranks[e.StreamID], e.HTTP.Request.Method, e.HTTP.Request.URL, e.HTTP.Response.Status))
+	}
+	return out
+}
+
+// tsharkHTTPTuples pairs tshark's requests and final (non-interim)
+// responses per stream in order, as HTTP/1.x does. (tshark's own
+// http.request_in leaves pipelined responses unpaired.)
+func tsharkHTTPTuples(t testing.TB, path string) []string {
+	reqs := map[string][]string{}
+	for _, r := range tshark(t, path, "http.request", "tcp.stream", "http.request.method", "http.request.uri") {
+		// Pipelined requests in one frame come as comma-joined lists.
+		ms, us := strings.Split(r[1], ","), strings.Split(r[2], ",")
+		for i := range ms {
+			reqs[r[0]] = append(reqs[r[0]], r[0]+" "+ms[i]+" "+us[min(i, len(us)-1)])
+		}
+	}
+	var out []string
+	for _, r := range tshark(t, path, "http.response", "tcp.stream", "http.response.code") {
+		for _, code := range strings.Split(r[1], ",") {
+			if code < "200" && len(code) == 3 {
+				continue
+			}
+			if len(reqs[r[0]]) == 0 {
+				continue
+			}
+			out = append(out, reqs[r[0]][0]+" "+code)
+			reqs[r[0]] = reqs[r[0]][1:]
+		}
+	}
+	return out
+}

@@ -1,0 +1,267 @@
+package dissect
+
+import (
+	"time"
+)
+
+// tcpHalf reassembles one direction of a TCP connection. It delivers bytes
+// in sequence order to the stream's L7 parser and skips holes it will not
+// see filled: when the peer acknowledges data beyond the hole (the data was
+// sent, the capture lost it) or when the out-of-order buffer is full.
+type tcpHalf struct {
+	known   bool   // next is valid (SYN seen or first data)
+	next    uint32 // next expected sequence number
+	acked   uint32 // highest ack from the peer beyond next (valid when ackSet)
+	ackSet  bool
+	finSeen bool
+	finSeq  uint32
+	ended   bool // end delivered to the parser
+	ooo     []oooSeg
+	oooLen  int
+}
+
+type oooSeg struct {
+	seq  uint32
+	data []byte
+}
+
+// Out-of-order buffering bounds per direction: beyond them the hole is
+// declared lost.
+const (
+	maxOOOSegs  = 64
+	maxOOOBytes = 512 << 10
+)
+
+// seqLess reports a < b in 32-bit sequence space (RFC 1982 arithmetic).
+func seqLess(a, b uint32) bool { return int32(a-b) < 0 }
+
+// finishedTimeout is how long a stream that saw FIN in both directions or
+// RST stays in the table for its last ACKs before it is closed.
+const finishedTimeout = 10 * time.Second
+
+func (sh *shard) tcpSegment(s *stream, dir int, dec *decoded, ts time.Time) {
+	f := dec.flags
+	if f&flagSYN != 0 {
+		s.syn = true
+		// The SYN without ACK comes from the client; the SYN-ACK from the server.
+		s.clientIsB = (dir == 1) == (f&flagACK == 0)
+		h := &s.tcp[dir]
+		h.known, h.next = true, dec.seq+1
+		h.ooo, h.oooLen, h.ackSet = nil, 0, false
+	}
+	if f&flagACK != 0 {
+		sh.tcpAcked(s, 1-dir, dec.ack, ts)
+	}
+	if len(dec.payload) > 0 {
+		sh.tcpData(s, dir, dec.seq, dec.payload, ts)
+	}
+	if f&flagFIN != 0 {
+		s.fin = true
+		h := &s.tcp[dir]
+		h.finSeen = true
+		h.finSeq = dec.seq + uint32(len(dec.payload))
+		if h.known && h.next == h.finSeq {
+			sh.tcpEnd(s, dir, ts)
+		}
+	}
+	if f&flagRST != 0 {
+		s.rst = true
+		for d := range 2 {
+			sh.tcpFlush(s, d)
+			sh.tcpEnd(s, d, ts)
+		}
+	}
+}
+
+// tcpAcked handles the peer's acknowledgment of direction dir.
+func (sh *shard) tcpAcked(s *stream, dir int, ack uint32, ts time.Time) {
+	h := &s.tcp[dir]
+	if !h.known || !seqLess(h.next, ack) {
+		return
+	}
+	if h.finSeen && h.next == h.finSeq && ack == h.next+1 {
+		return // the FIN's own sequence number
+	}
+	if !h.ackSet || seqLess(h.acked, ack) {
+		h.acked, h.ackSet = ack, true
+	}
+	// Data we hold beyond a hole that the peer has acknowledged past: the
+	// hole was sent and is lost to the capture.
+	if len(h.ooo) > 0 && !seqLess(ack, h.ooo[0].seq) {
+		sh.tcpSkip(s, dir, h.ooo[0].seq, ts)
+	}
+}
+
+func (sh *shard) tcpData(s *stream, dir int, seq uint32, p []byte, ts time.Time) {
+	h := &s.tcp[dir]
+	if !h.known {
+		h.known, h.next = true, seq // mid-stream start
+	}
+	rel := int32(seq - h.next)
+	if rel < 0 {
+		if int(-rel) >= len(p) {
+			sh.c.retrans.Add(1)
+			return
+		}
+		p = p[-rel:]
+		seq = h.next
+		rel = 0
+	}
+	if rel > 0 {
+		if h.ackSet && !seqLess(h.acked, seq) {
+			// The peer already acknowledged up to here: what lies
+			// before this segment was lost.
+			sh.tcpSkip(s, dir, seq, ts)
+		} else {
+			sh.tcpHold(s, dir, seq, p, ts)
+			return
+		}
+	}
+	h.next += uint32(len(p))
+	sh.deliver(s, dir, p, ts)
+	sh.tcpDrain(s, dir, ts)
+	if h.finSeen && h.next == h.finSeq {
+		sh.tcpEnd(s, dir, ts)
+	}
+}
+
+// tcpHold keeps an out-of-order segment (a copy: packet data is transient).
+func (sh *shard) tcpHold(s *stream, dir int, seq uint32, p []byte, ts time.Time) {
+	h := &s.tcp[dir]
+	i := len(h.ooo)
+	for i > 0 && seqLess(seq, h.ooo[i-1].seq) {
+		i--
+	}
+	if i > 0 && h.ooo[i-1].seq == seq && len(h.ooo[i-1].data) >= len(p) {
+		sh.c.retrans.Add(1)
+		return
+	}
+	h.ooo = append(h.ooo, oooSeg{})
+	copy(h.ooo[i+1:], h.ooo[i:])
+	h.ooo[i] = oooSeg{seq: seq, data: append([]byte(nil), p...)}
+	h.oooLen += len(p)
+	if len(h.ooo) > maxOOOSegs || h.oooLen > maxOOOBytes {
+		sh.tcpSkip(s, dir, h.ooo[0].seq, ts)
+	}
+}
+
+// tcpSkip declares the bytes before seq lost, tells the parser, and delivers
+// what was held.
+func (sh *shard) tcpSkip(s *stream, dir int, seq uint32, ts time.Time) {
+	h := &s.tcp[dir]
+	if !seqLess(h.next, seq) {
+		return
+	}
+	n := int(seq - h.next)
+	h.next = seq
+	sh.c.gaps.Add(1)
+	if s.app != nil {
+		s.app.gap(sh, s, dir, n)
+	}
+	sh.tcpDrain(s, dir, ts)
+	if h.finSeen && h.next == h.finSeq {
+		sh.tcpEnd(s, dir, ts)
+	}
+}
+
+// tcpDrain delivers held segments that have become in order.
+func (sh *shard) tcpDrain(s *stream, dir int, ts time.Time) {
+	h := &s.tcp[dir]
+	for len(h.ooo) > 0 {
+		o := h.ooo[0]
+		rel := int32(o.seq - h.next)
+		if rel > 0 {
+			return
+		}
+		h.ooo = h.ooo[1:]
+		h.oooLen -= len(o.data)
+		if int(-rel) >= len(o.data) {
+			continue
+		}
+		p := o.data[-rel:]
+		h.next += uint32(len(p))
+		sh.deliver(s, dir, p, ts)
+	}
+	h.ooo = nil
+}
+
+// tcpFlush delivers whatever is still held, skipping holes: the stream is
+// closing and nothing more will arrive.
+func (sh *shard) tcpFlush(s *stream, dir int) {
+	h := &s.tcp[dir]
+	for len(h.ooo) > 0 {
+		sh.tcpSkip(s, dir, h.ooo[0].seq, s.last)
+	}
+}
+
+func (sh *shard) tcpEnd(s *stream, dir int, ts time.Time) {
+	h := &s.tcp[dir]
+	if h.ended {
+		return
+	}
+	h.ended = true
+	if s.app != nil {
+		s.app.end(sh, s, dir, ts)
+	}
+}
+
+// app is an L7 parser attached to a stream.
+type app interface {
+	// data delivers in-order bytes of direction dir (0: a → b); for UDP one
+	// datagram.
+	data(sh *shard, s *stream, dir int, b []byte, ts time.Time)
+	// gap says n bytes of direction dir were lost.
+	gap(sh *shard, s *stream, dir int, n int)
+	// end says direction dir has ended (FIN or RST).
+	end(sh *shard, s *stream, dir int, ts time.Time)
+	// close flushes pending state into entries; the stream is going away.
+	close(sh *shard, s *stream)
+}
+
+// maxDetectTries is how many payload chunks a stream gets to look like a
+// known protocol; a capture starting mid-stream may need a few.
+const maxDetectTries = 8
+
+// deliver hands in-order payload to the stream's parser, choosing the
+// parser first by content.
+func (sh *shard) deliver(s *stream, dir int, b []byte, ts time.Time) {
+	if !s.appDone {
+		sh.detect(s, dir, b)
+		if !s.appDone {
+			return
+		}
+	}
+	if s.app != nil {
+		s.app.data(sh, s, dir, b, ts)
+	}
+}
+
+func (sh *shard) detect(s *stream, dir int, b []byte) {
+	isTCP := s.key.proto == protoTCP
+	port53 := s.a.Port() == 53 || s.b.Port() == 53 || s.a.Port() == 5353 || s.b.Port() == 5353
+	switch {
+	case isTCP && looksTLS(b):
+		s.app = newTLSApp()
+	case isTCP && looksHTTP(b):
+		s.app = newHTTPApp()
+	case isTCP && looksDNSTCP(b, port53):
+		s.app = newDNSApp(true)
+	case !isTCP && looksDNS(b, port53):
+		s.app = newDNSApp(false)
+	default:
+		s.tries++
+		if !isTCP || s.tries >= maxDetectTries {
+			s.appDone = true
+			sh.emitL4(s)
+		}
+		return
+	}
+	s.appDone = true
+}
+
+func (sh *shard) udpDatagram(s *stream, dir int, dec *decoded, ts time.Time) {
+	if len(dec.payload) == 0 {
+		return
+	}
+	sh.deliver(s, dir, dec.payload, ts)
+}
