@@ -127,7 +127,7 @@ func writeNode(b *strings.Builder, n node, explicit bool, outer int) {
 		writeNode(b, n.x, explicit, outer)
 	case *binary:
 		p := prec(n)
-		wrap := p < outer || (explicit && outer > 0)
+		wrap := p < outer || (explicit && outer > 0 && n.word != "")
 		if wrap {
 			b.WriteByte('(')
 		}

@@ -103,3 +103,5 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+func utf8DecodeRune(s string) (rune, int) { return utf8.DecodeRuneInString(s) }
