@@ -23,7 +23,7 @@ func capture(t *testing.T, p *netnstest.Pair, name string, traffic func()) strin
 	t.Helper()
 	netnstest.RequireTool(t, "tcpdump")
 	out := filepath.Join(t.TempDir(), name+".pcap")
-	td := netnstest.Start(t, p.B, "tcpdump", "-U", "-n", "-s", "0", "-i", p.IfB, "-w", out)
+	td := netnstest.Start(t, p.B, "tcpdump", "-U", "--immediate-mode", "-n", "-s", "0", "-i", p.IfB, "-w", out)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(td.Output(), "listening on") {
 		if time.Now().After(deadline) {
