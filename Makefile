@@ -1,0 +1,44 @@
+# kflcap — `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+BIN := bin/kflcap
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: help deps generate check-generate build test test-short bench lint run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+deps: ## install the Debian tools building and testing need (when missing)
+	@bash scripts/deps.sh
+
+generate: deps ## rebuild the BPF objects (bpf/*_bpfel.go/.o) with bpf2go
+	$(GO) generate ./bpf/
+
+check-generate: generate ## fail when the committed BPF objects differ from a rebuild
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: generated objects are stale: run make generate and commit" >&2; exit 1; }
+
+build: ## build bin/kflcap
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kflcap
+
+test: deps ## run every test (as root: attach tests need CAP_BPF and netns)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 60m ./...
+
+test-short: ## unit tests only (no root needed)
+	$(GO) test -count=1 -short ./...
+
+bench: deps build ## run the benchmarks against tcpdump/tshark and print ratios
+	bash bench/capture/run.sh
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); if [ -n "$$out" ]; then echo "gofmt: $$out" >&2; exit 1; fi
+	$(GO) vet ./...
+
+run: deps build ## run the agent on the embedded default (capture on any, local repositories)
+	./$(BIN) agent
+
+clean: ## remove build output
+	rm -rf bin
