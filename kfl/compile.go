@@ -72,6 +72,12 @@ type FieldUse struct {
 	Type string
 }
 
+// soft marks err as "not KFL" (see Error.notKFL).
+func (c *compiler) soft(err *Error) *Error {
+	err.notKFL = c.inMacro == ""
+	return err
+}
+
 func (c *compiler) errAt(off int, format string, a ...any) *Error {
 	if c.inMacro != "" {
 		return errorAt(c.opts.origSrc, c.useAt, "in macro %q: %s", c.inMacro, errorAt(c.src, off, format, a...).Msg)
@@ -248,9 +254,9 @@ func (c *compiler) cond(n node) (cond, *Error) {
 	}
 	what := format(n, false)
 	if o.field != "" {
-		return nil, c.errAt(startPos(n), "%s is a %s, not a condition: compare it (%s == …) or test presence (%s != nil)", what, o.kind, what, what)
+		return nil, c.errAt(startPos(n), "%s is %s, not a condition: compare it (%s == …) or test presence (%s != nil)", what, o.kind, what, what)
 	}
-	return nil, c.errAt(startPos(n), "%s is a %s, not a condition", what, o.kind)
+	return nil, c.errAt(startPos(n), "%s is %s, not a condition", what, o.kind)
 }
 
 func protocolCond(w string) cond {
@@ -311,7 +317,7 @@ func (c *compiler) operand(n node) (*operand, *Error) {
 				return nil, err
 			}
 			if inner.kind != KindBool {
-				return nil, c.errAt(x.at, "\"not\" applies to conditions, and %s is a %s (\"not\" binds tighter than comparisons: write not (… == …))", format(x.x, false), inner.kind)
+				return nil, c.errAt(x.at, "\"not\" applies to conditions, and %s is %s (\"not\" binds tighter than comparisons: write not (… == …))", format(x.x, false), inner.kind)
 			}
 			cd, err := c.cond(n)
 			if err != nil {
@@ -324,7 +330,7 @@ func (c *compiler) operand(n node) (*operand, *Error) {
 			return nil, err
 		}
 		if !inner.kind.numeric() {
-			return nil, c.errAt(x.at, "unary \"-\" needs a number, and %s is a %s", format(x.x, false), inner.kind)
+			return nil, c.errAt(x.at, "unary \"-\" needs a number, and %s is %s", format(x.x, false), inner.kind)
 		}
 		if inner.konst {
 			v := inner.c
@@ -417,7 +423,7 @@ func (c *compiler) arith(x *binary) (*operand, *Error) {
 	}
 	for _, o := range []*operand{l, r} {
 		if !o.kind.numeric() {
-			return nil, c.errAt(o.at, "%q needs numbers, and this is a %s", x.op.opText(), o.kind)
+			return nil, c.errAt(o.at, "%q needs numbers, and this is %s", x.op.opText(), o.kind)
 		}
 		if o.each != nil {
 			return nil, c.errAt(o.at, "arithmetic cannot apply to a wildcard")
@@ -491,9 +497,9 @@ func (c *compiler) call(x *call) (*operand, *Error) {
 			return c.path(x)
 		}
 		if s := suggest(f.name, methodNames); s != "" {
-			return nil, c.errAt(f.at, "unknown helper .%s() (did you mean .%s()?)", f.name, s)
+			return nil, c.soft(c.errAt(f.at, "unknown helper .%s() (did you mean .%s()?)", f.name, s))
 		}
-		return nil, c.errAt(f.at, "unknown helper .%s(); helpers are .%s()", f.name, strings.Join(methodNames, "(), ."))
+		return nil, c.soft(c.errAt(f.at, "unknown helper .%s(); helpers are .%s()", f.name, strings.Join(methodNames, "(), .")))
 	}
 	return nil, c.errAt(x.at, "only helpers can be called")
 }
@@ -551,9 +557,9 @@ func (c *compiler) function(name string, x *call) (*operand, *Error) {
 		return nil, c.errAt(x.at, "%s() is a directive: use it only as a top-level \"and\" term (e.g. http and %s(…))", name, name)
 	}
 	if s := suggest(name, funcNames); s != "" {
-		return nil, c.errAt(x.at, "unknown helper %s() (did you mean %s()?)", name, s)
+		return nil, c.soft(c.errAt(x.at, "unknown helper %s() (did you mean %s()?)", name, s))
 	}
-	return nil, c.errAt(x.at, "unknown helper %s(); helpers are %s()", name, strings.Join(funcNames, "(), "))
+	return nil, c.soft(c.errAt(x.at, "unknown helper %s(); helpers are %s()", name, strings.Join(funcNames, "(), ")))
 }
 
 func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
@@ -569,7 +575,7 @@ func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
 		return nil, err
 	}
 	if !arg.konst || arg.kind != KindString {
-		return nil, c.errAt(arg.at, ".%s() takes a string constant, got a %s", f.name, arg.kind)
+		return nil, c.errAt(arg.at, ".%s() takes a string constant, got %s", f.name, arg.kind)
 	}
 	s := arg.c.s
 	if f.name == "inCidr" {
@@ -595,7 +601,7 @@ func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
 				return err == nil && (pfx.Contains(a.Unmap()) || pfx.Contains(a))
 			}
 		default:
-			return nil, c.errAt(f.at, ".inCidr() applies to IP addresses, and %s is a %s", format(f.x, false), recv.kind)
+			return nil, c.errAt(f.at, ".inCidr() applies to IP addresses, and %s is %s", format(f.x, false), recv.kind)
 		}
 		return c.boolFrom(recv, pred, f.at)
 	}
@@ -629,7 +635,7 @@ func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
 	case KindIP:
 		pred = func(v value) bool { return ts(v.ip.String(), s) }
 	default:
-		return nil, c.errAt(f.at, ".%s() applies to text, and %s is a %s", f.name, format(f.x, false), recv.kind)
+		return nil, c.errAt(f.at, ".%s() applies to text, and %s is %s", f.name, format(f.x, false), recv.kind)
 	}
 	return c.boolFrom(recv, pred, f.at)
 }
@@ -785,7 +791,7 @@ func (c *compiler) unify(l, r *operand, x *binary) (domain, value, *Error) {
 		if lk.numeric() && rk == KindString {
 			hint = " (not a number)"
 		}
-		return 0, value{}, c.errAt(r.at, "type mismatch: %s is a %s, compared with a %s%s", what, lk, rk, hint)
+		return 0, value{}, c.errAt(r.at, "type mismatch: %s is %s, compared with %s%s", what, lk, rk, hint)
 	}
 	switch {
 	case lk == KindJSON:
@@ -826,7 +832,7 @@ func (c *compiler) unify(l, r *operand, x *binary) (domain, value, *Error) {
 			}
 			return dFloat, value{f: f}, nil
 		}
-		return 0, value{}, c.errAt(r.at, "type mismatch: %s is a number (%s), and %q is not a number", format(x.l, false), lk, rc.s)
+		return 0, value{}, c.errAt(r.at, "type mismatch: %s is a number (%+s), and %q is not a number", format(x.l, false), lk, rc.s)
 	case lk == KindString && l.mapVal && rk.numeric() && r.konst:
 		// Header and query values are untyped text: request.query.a > 42.
 		if rk != KindFloat {
@@ -1029,5 +1035,5 @@ func (c *compiler) regexMatcher(l *operand, re *regexp.Regexp, x *binary) (func(
 			return false
 		}, nil
 	}
-	return nil, c.errAt(x.at, "a regex matches text, and %s is a %s", format(x.l, false), l.kind)
+	return nil, c.errAt(x.at, "a regex matches text, and %s is %s", format(x.l, false), l.kind)
 }

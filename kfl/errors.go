@@ -15,6 +15,11 @@ type Error struct {
 	Line   int    // 1-based
 	Col    int    // 1-based, in runes
 	Msg    string
+
+	// notKFL marks errors that say the text is not KFL at all (syntax, unknown
+	// names) rather than wrong KFL (types, arguments): only those let Compile
+	// try the CEL dialect, so that a KFL typo is not hidden by CEL accepting it.
+	notKFL bool
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, e.Msg) }

@@ -20,6 +20,14 @@ func parse(src string) (node, *Error) {
 }
 
 func parseMode(src string, kubeshark bool) (node, *Error) {
+	n, err := parseTree(src, kubeshark)
+	if err != nil {
+		err.notKFL = true
+	}
+	return n, err
+}
+
+func parseTree(src string, kubeshark bool) (node, *Error) {
 	toks, err := lex(src)
 	if err != nil {
 		return nil, err

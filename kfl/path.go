@@ -164,7 +164,7 @@ func (c *compiler) path(n node) (*operand, *Error) {
 	}
 	// .json() and a path into the body.
 	if o.kind != KindBytes || o.each != nil {
-		return nil, c.errAt(segs[i].at, ".json() applies to bodies (request.body, response.body), and %s is a %s", shown, o.kind)
+		return nil, c.errAt(segs[i].at, ".json() applies to bodies (request.body, response.body), and %s is %s", shown, o.kind)
 	}
 	var jp []jsonStep
 	shown += ".json()"
@@ -204,6 +204,12 @@ func (c *compiler) path(n node) (*operand, *Error) {
 }
 
 func (c *compiler) unknownField(root *ident, canon, shown string) *Error {
+	err := c.unknownFieldMsg(root, canon, shown)
+	err.notKFL = c.inMacro == ""
+	return err
+}
+
+func (c *compiler) unknownFieldMsg(root *ident, canon, shown string) *Error {
 	if fieldPrefix[canon] {
 		var subs []string
 		for _, p := range fieldOrder {

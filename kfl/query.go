@@ -97,7 +97,7 @@ func Compile(src string, opts ...Option) (*Query, error) {
 	if kerr == nil {
 		return q, nil
 	}
-	if o.dialect == "" {
+	if ke, ok := kerr.(*Error); ok && ke.notKFL && o.dialect == "" {
 		if q, err := compileCEL(src, src, o); err == nil {
 			return q, nil
 		}

@@ -1,6 +1,7 @@
 package kfl
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
@@ -33,6 +34,18 @@ var kindNames = [...]string{
 }
 
 func (k Kind) String() string { return kindNames[k] }
+
+// Format gives "an int", "a string": kinds read as nouns in messages.
+func (k Kind) Format(f fmt.State, verb rune) {
+	if verb == 's' && !f.Flag('+') {
+		if k == KindInt || k == KindIP {
+			fmt.Fprint(f, "an ")
+		} else {
+			fmt.Fprint(f, "a ")
+		}
+	}
+	fmt.Fprint(f, kindNames[k])
+}
 
 func (k Kind) numeric() bool { return k == KindInt || k == KindPort || k == KindTime || k == KindFloat }
 func (k Kind) textual() bool { return k == KindString || k == KindBytes }
