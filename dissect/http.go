@@ -63,6 +63,9 @@ type httpApp struct {
 	half      [2]httpHalf
 	reqs      []*httpMsg
 	resps     []*httpMsg
+	// lostResps counts gaps that swallowed (at least) one response start:
+	// the next response does not answer the oldest pending request.
+	lostResps int
 }
 
 func newHTTPApp() *httpApp {
@@ -80,6 +83,9 @@ type httpMsg struct {
 	gzip     bool
 	rawBody  []byte // body bytes kept for the preview (compressed if gzip)
 	complete bool
+	// TCP positions (see stream.segSeq): where the message started, the
+	// peer's sequence acknowledged then, and where it ended.
+	seq, ack, end uint32
 }
 
 // httpHalf is the parser of one direction.
@@ -253,7 +259,7 @@ func (a *httpApp) findStart(s *stream, dir int, b []byte, ts time.Time) []byte {
 	}
 	h.sync = false
 	h.state = stHeaders
-	h.msg = &httpMsg{ts: ts, isResp: resp}
+	h.msg = &httpMsg{ts: ts, isResp: resp, seq: s.segSeq, ack: s.segAck}
 	rest := append([]byte(nil), h.buf[off:]...)
 	h.buf = h.buf[:0]
 	return rest
@@ -322,13 +328,25 @@ func (a *httpApp) gap(sh *shard, s *stream, dir int, n int) {
 			return
 		}
 	}
+	if a.clientDir >= 0 && dir != a.clientDir {
+		a.lostResps++
+	}
 	h.sync, h.msg, h.state = true, nil, stHeaders
 	h.buf, h.line = h.buf[:0], h.line[:0]
 }
 
 func (a *httpApp) end(sh *shard, s *stream, dir int, ts time.Time) {
 	h := &a.half[dir]
-	if !h.sync && h.msg != nil && h.state == stBodyToClose {
+	if h.sync || h.msg == nil {
+		return
+	}
+	switch {
+	case h.state == stBodyToClose:
+		a.done(sh, s, dir)
+	case h.msg.isResp && h.state != stHeaders && len(a.reqs) > 0 && a.reqs[0].req.Method == "HEAD":
+		// The response was parsed before its HEAD request (disorder) and
+		// waited for a body that never comes.
+		h.msg.resp.BodySize, h.msg.rawBody = 0, nil
 		a.done(sh, s, dir)
 	}
 }
@@ -481,6 +499,7 @@ func (a *httpApp) done(sh *shard, s *stream, dir int) {
 		return
 	}
 	m.complete = true
+	m.end = s.tcp[dir].next
 	preview := decodePreview(m.rawBody, m.gzip, sh.d.cfg.BodyPreviewBytes)
 	m.rawBody = nil
 	if m.isResp {
@@ -488,21 +507,11 @@ func (a *httpApp) done(sh *shard, s *stream, dir int) {
 		if m.resp.Status < 200 {
 			return // interim response (100 Continue): the final one follows
 		}
-		if len(a.reqs) > 0 {
-			req := a.reqs[0]
-			a.reqs = a.reqs[1:]
-			a.emit(sh, s, req, m)
-			return
-		}
-		if len(a.resps) < maxPendingHTTP {
-			a.resps = append(a.resps, m)
-		} else {
-			sh.c.orphans.Add(1)
-		}
+		a.pairResponse(sh, s, m)
 		return
 	}
 	m.req.Body = preview
-	if len(a.resps) > 0 {
+	if len(a.resps) > 0 && answers(a.resps[0], m) {
 		resp := a.resps[0]
 		a.resps = a.resps[1:]
 		a.emit(sh, s, m, resp)
@@ -513,6 +522,43 @@ func (a *httpApp) done(sh *shard, s *stream, dir int) {
 		a.reqs = a.reqs[1:]
 	}
 	a.reqs = append(a.reqs, m)
+}
+
+// answers reports whether resp can answer req: the server had received the
+// whole request when it started the response.
+func answers(resp, req *httpMsg) bool { return !seqLess(resp.ack, req.end) }
+
+// pairResponse matches a response with the oldest request it can answer.
+// Loss would otherwise shift every later pair by one:
+//   - a response that answers no pending request answers a request the
+//     capture lost, and is dropped (counted as an orphan);
+//   - a pending request followed by one sent after the client had received
+//     more of the server's data (its ack moved) was answered by a response
+//     the capture lost, and is emitted without a response.
+func (a *httpApp) pairResponse(sh *shard, s *stream, m *httpMsg) {
+	if len(a.reqs) == 0 {
+		// The request may still be in the reassembler (disorder).
+		if len(a.resps) < maxPendingHTTP {
+			a.resps = append(a.resps, m)
+		} else {
+			sh.c.orphans.Add(1)
+		}
+		return
+	}
+	if !answers(m, a.reqs[0]) {
+		sh.c.orphans.Add(1)
+		return
+	}
+	for len(a.reqs) >= 2 && answers(m, a.reqs[1]) &&
+		(a.lostResps > 0 || seqLess(a.reqs[0].ack, a.reqs[1].ack) && !seqLess(m.seq, a.reqs[1].ack)) {
+		a.emit(sh, s, a.reqs[0], nil)
+		a.reqs = a.reqs[1:]
+		a.lostResps = max(a.lostResps-1, 0)
+	}
+	a.lostResps = 0
+	req := a.reqs[0]
+	a.reqs = a.reqs[1:]
+	a.emit(sh, s, req, m)
 }
 
 func decodePreview(raw []byte, gz bool, limit int) []byte {

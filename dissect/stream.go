@@ -27,6 +27,10 @@ type stream struct {
 	lost      uint64 // packets not retained
 	sinks     []Sink
 	tcp       [2]tcpHalf
+	// Sequence number of the first byte being delivered and the ack of the
+	// segment that carried it: HTTP pairing uses them to tell which
+	// requests a response can answer.
+	segSeq, segAck uint32
 	app       app
 	appDone   bool // detection finished (app set, or no dissector fits)
 	tries     int  // detection attempts so far

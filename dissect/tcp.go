@@ -16,13 +16,14 @@ type tcpHalf struct {
 	finSeen bool
 	finSeq  uint32
 	ended   bool // end delivered to the parser
+	holeAge int  // packets of the stream seen while ooo waits for a hole to fill
 	ooo     []oooSeg
 	oooLen  int
 }
 
 type oooSeg struct {
-	seq  uint32
-	data []byte
+	seq, ack uint32
+	data     []byte
 }
 
 // Out-of-order buffering bounds per direction: beyond them the hole is
@@ -30,6 +31,10 @@ type oooSeg struct {
 const (
 	maxOOOSegs  = 64
 	maxOOOBytes = 512 << 10
+	// A hole the peer has acknowledged past is declared lost only after
+	// this many more packets of the stream: a capture merged from several
+	// queues or interfaces may show the ACK before the data it acknowledges.
+	holePatience = 8
 )
 
 // seqLess reports a < b in 32-bit sequence space (RFC 1982 arithmetic).
@@ -46,14 +51,23 @@ func (sh *shard) tcpSegment(s *stream, dir int, dec *decoded, ts time.Time) {
 		// The SYN without ACK comes from the client; the SYN-ACK from the server.
 		s.clientIsB = (dir == 1) == (f&flagACK == 0)
 		h := &s.tcp[dir]
-		h.known, h.next = true, dec.seq+1
-		h.ooo, h.oooLen, h.ackSet = nil, 0, false
+		if !h.known || seqLess(h.next, dec.seq+1) {
+			h.known, h.next = true, dec.seq+1
+		}
 	}
 	if f&flagACK != 0 {
 		sh.tcpAcked(s, 1-dir, dec.ack, ts)
 	}
+	for d := range 2 {
+		if h := &s.tcp[d]; len(h.ooo) > 0 {
+			h.holeAge++
+			if h.holeAge > holePatience && h.ackSet && !seqLess(h.acked, h.ooo[0].seq) {
+				sh.tcpSkip(s, d, h.ooo[0].seq, ts)
+			}
+		}
+	}
 	if len(dec.payload) > 0 {
-		sh.tcpData(s, dir, dec.seq, dec.payload, ts)
+		sh.tcpData(s, dir, dec.seq, dec.ack, dec.payload, ts)
 	}
 	if f&flagFIN != 0 {
 		s.fin = true
@@ -76,7 +90,13 @@ func (sh *shard) tcpSegment(s *stream, dir int, dec *decoded, ts time.Time) {
 // tcpAcked handles the peer's acknowledgment of direction dir.
 func (sh *shard) tcpAcked(s *stream, dir int, ack uint32, ts time.Time) {
 	h := &s.tcp[dir]
-	if !h.known || !seqLess(h.next, ack) {
+	if !h.known {
+		// Remember where the peer expects this direction to continue: the
+		// first data segment seen may be out of order.
+		h.acked, h.ackSet = ack, true
+		return
+	}
+	if !seqLess(h.next, ack) {
 		return
 	}
 	if h.finSeen && h.next == h.finSeq && ack == h.next+1 {
@@ -85,17 +105,15 @@ func (sh *shard) tcpAcked(s *stream, dir int, ack uint32, ts time.Time) {
 	if !h.ackSet || seqLess(h.acked, ack) {
 		h.acked, h.ackSet = ack, true
 	}
-	// Data we hold beyond a hole that the peer has acknowledged past: the
-	// hole was sent and is lost to the capture.
-	if len(h.ooo) > 0 && !seqLess(ack, h.ooo[0].seq) {
-		sh.tcpSkip(s, dir, h.ooo[0].seq, ts)
-	}
 }
 
-func (sh *shard) tcpData(s *stream, dir int, seq uint32, p []byte, ts time.Time) {
+func (sh *shard) tcpData(s *stream, dir int, seq, ack uint32, p []byte, ts time.Time) {
 	h := &s.tcp[dir]
 	if !h.known {
 		h.known, h.next = true, seq // mid-stream start
+		if h.ackSet && seqLess(h.acked, seq) && seq-h.acked < maxOOOBytes {
+			h.next = h.acked // the peer expects earlier data: wait for it
+		}
 	}
 	rel := int32(seq - h.next)
 	if rel < 0 {
@@ -108,15 +126,10 @@ func (sh *shard) tcpData(s *stream, dir int, seq uint32, p []byte, ts time.Time)
 		rel = 0
 	}
 	if rel > 0 {
-		if h.ackSet && !seqLess(h.acked, seq) {
-			// The peer already acknowledged up to here: what lies
-			// before this segment was lost.
-			sh.tcpSkip(s, dir, seq, ts)
-		} else {
-			sh.tcpHold(s, dir, seq, p, ts)
-			return
-		}
+		sh.tcpHold(s, dir, seq, ack, p, ts)
+		return
 	}
+	s.segSeq, s.segAck = h.next, ack
 	h.next += uint32(len(p))
 	sh.deliver(s, dir, p, ts)
 	sh.tcpDrain(s, dir, ts)
@@ -126,7 +139,7 @@ func (sh *shard) tcpData(s *stream, dir int, seq uint32, p []byte, ts time.Time)
 }
 
 // tcpHold keeps an out-of-order segment (a copy: packet data is transient).
-func (sh *shard) tcpHold(s *stream, dir int, seq uint32, p []byte, ts time.Time) {
+func (sh *shard) tcpHold(s *stream, dir int, seq, ack uint32, p []byte, ts time.Time) {
 	h := &s.tcp[dir]
 	i := len(h.ooo)
 	for i > 0 && seqLess(seq, h.ooo[i-1].seq) {
@@ -138,7 +151,7 @@ func (sh *shard) tcpHold(s *stream, dir int, seq uint32, p []byte, ts time.Time)
 	}
 	h.ooo = append(h.ooo, oooSeg{})
 	copy(h.ooo[i+1:], h.ooo[i:])
-	h.ooo[i] = oooSeg{seq: seq, data: append([]byte(nil), p...)}
+	h.ooo[i] = oooSeg{seq: seq, ack: ack, data: append([]byte(nil), p...)}
 	h.oooLen += len(p)
 	if len(h.ooo) > maxOOOSegs || h.oooLen > maxOOOBytes {
 		sh.tcpSkip(s, dir, h.ooo[0].seq, ts)
@@ -175,10 +188,12 @@ func (sh *shard) tcpDrain(s *stream, dir int, ts time.Time) {
 		}
 		h.ooo = h.ooo[1:]
 		h.oooLen -= len(o.data)
+		h.holeAge = 0
 		if int(-rel) >= len(o.data) {
 			continue
 		}
 		p := o.data[-rel:]
+		s.segSeq, s.segAck = h.next, o.ack
 		h.next += uint32(len(p))
 		sh.deliver(s, dir, p, ts)
 	}
