@@ -22,20 +22,20 @@ type stream struct {
 	fin, rst   bool
 	prev, next *stream // LRU list of the shard (most recent at the head)
 
-	retained  []Packet
-	retBytes  int
-	lost      uint64 // packets not retained
-	sinks     []Sink
-	tcp       [2]tcpHalf
+	retained []Packet
+	retBytes int
+	lost     uint64 // packets not retained
+	sinks    []Sink
+	tcp      [2]tcpHalf
 	// Sequence number of the first byte being delivered and the ack of the
 	// segment that carried it: HTTP pairing uses them to tell which
 	// requests a response can answer.
 	segSeq, segAck uint32
-	app       app
-	appDone   bool // detection finished (app set, or no dissector fits)
-	tries     int  // detection attempts so far
-	l7Entries int
-	l4Emitted bool
+	app            app
+	appDone        bool // detection finished (app set, or no dissector fits)
+	tries          int  // detection attempts so far
+	l7Entries      int
+	l4Emitted      bool
 }
 
 // finished reports whether a TCP connection was reset or closed both ways.
