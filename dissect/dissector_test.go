@@ -75,7 +75,7 @@ type collectSink struct {
 }
 
 func (c *collectSink) StreamPacket(s dissect.StreamInfo, p dissect.Packet) { c.pkts[s.ID]++ }
-func (c *collectSink) StreamEnd(s dissect.StreamInfo)                     { c.ended[s.ID] = true }
+func (c *collectSink) StreamEnd(s dissect.StreamInfo)                      { c.ended[s.ID] = true }
 
 // TestSelectReplaysWholeStream: selecting a stream on its 9th exchange
 // delivers every packet of the stream (as tshark counts them), including
