@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kflcap/kflcap/dissect"
@@ -1007,15 +1008,12 @@ func (c *compiler) regexMatcher(l *operand, re *regexp.Regexp, x *binary) (func(
 	case KindInt, KindPort, KindTime:
 		// Numbers match on their decimal form (response.status == r"4.*"); the
 		// answers for small numbers are precomputed so matching never formats.
-		const tableSize = 1 << 16
-		table := make([]uint64, tableSize/64)
-		for i := 0; i < tableSize; i++ {
-			if re.MatchString(strconv.Itoa(i)) {
-				table[i/64] |= 1 << (i % 64)
-			}
-		}
+		// The table is built on first use so that compiling stays cheap.
+		var once sync.Once
+		var table *[numTableSize / 64]uint64
 		return func(v value) bool {
-			if v.n >= 0 && v.n < tableSize {
+			if v.n >= 0 && v.n < numTableSize {
+				once.Do(func() { table = numberTable(re) })
 				return table[v.n/64]&(1<<(v.n%64)) != 0
 			}
 			return re.MatchString(strconv.FormatInt(v.n, 10))
@@ -1036,4 +1034,40 @@ func (c *compiler) regexMatcher(l *operand, re *regexp.Regexp, x *binary) (func(
 		}, nil
 	}
 	return nil, c.errAt(x.at, "a regex matches text, and %s is %s", format(x.l, false), l.kind)
+}
+
+// numTableSize covers ports and status codes: numbers below it are matched
+// against a regex through a precomputed bitmap.
+const numTableSize = 1 << 16
+
+var (
+	numTablesMu sync.Mutex
+	numTables   = map[string]*[numTableSize / 64]uint64{}
+)
+
+// numberTable returns which numbers below numTableSize re matches. Tables
+// are shared between queries with the same regex (a reloaded job set keeps
+// them); the cache is bounded so that hostile inputs cannot grow it.
+func numberTable(re *regexp.Regexp) *[numTableSize / 64]uint64 {
+	numTablesMu.Lock()
+	t := numTables[re.String()]
+	numTablesMu.Unlock()
+	if t != nil {
+		return t
+	}
+	t = new([numTableSize / 64]uint64)
+	var buf []byte
+	for i := 0; i < numTableSize; i++ {
+		buf = strconv.AppendInt(buf[:0], int64(i), 10)
+		if re.Match(buf) {
+			t[i/64] |= 1 << (i % 64)
+		}
+	}
+	numTablesMu.Lock()
+	if len(numTables) >= 256 {
+		clear(numTables)
+	}
+	numTables[re.String()] = t
+	numTablesMu.Unlock()
+	return t
 }

@@ -217,7 +217,7 @@ func pushNode(n node, macros map[string]*macroDef, depth int) constraint {
 	case *binary:
 		switch x.word {
 		case "and":
-			return pushNode(x.l, macros, depth).and(pushNode(x.r, macros, depth))
+			return pushAnd(x, macros, depth)
 		case "or":
 			return pushNode(x.l, macros, depth).or(pushNode(x.r, macros, depth))
 		}
@@ -301,40 +301,9 @@ func pushCompare(x *binary) constraint {
 			}
 		}
 	case "src.port", "dst.port":
-		if l.kind != tInt && l.kind != tString {
-			return anything
+		if _, lo, hi, ok := portRange(x); ok {
+			return portConstraint(lo, hi)
 		}
-		n, err := strconv.ParseInt(strings.TrimSpace(l.text), 10, 64)
-		if err != nil {
-			return anything
-		}
-		lo, hi := int64(0), int64(65535)
-		switch op {
-		case tEq:
-			lo, hi = n, n
-		case tLt:
-			hi = n - 1
-		case tLe:
-			hi = n
-		case tGt:
-			lo = n + 1
-		case tGe:
-			lo = n
-		default:
-			return anything
-		}
-		lo, hi = max(lo, 0), min(hi, 65535)
-		if lo > hi {
-			return constraint{empty: true}
-		}
-		if hi-lo+1 > maxPortRange {
-			return anything
-		}
-		m := map[uint16]bool{}
-		for p := lo; p <= hi; p++ {
-			m[uint16(p)] = true
-		}
-		return constraint{ports: m}
 	case "protocol.layer4", "protocol.name":
 		if op == tEq && l.kind == tString {
 			c := protocolConstraint(l.text)
@@ -409,4 +378,90 @@ func portList(ps []uint16) string {
 		i = j + 1
 	}
 	return b.String()
+}
+
+// pushAnd handles a chain of "and": port comparisons on the same field
+// intersect into one range (dst.port >= 8000 and dst.port < 8010), which is
+// sound because they constrain the same value; everything else combines
+// with constraint.and.
+func pushAnd(x *binary, macros map[string]*macroDef, depth int) constraint {
+	var terms []node
+	var flat func(n node)
+	flat = func(n node) {
+		n = unparen(n)
+		if b, ok := n.(*binary); ok && b.word == "and" {
+			flat(b.l)
+			flat(b.r)
+			return
+		}
+		terms = append(terms, n)
+	}
+	flat(x)
+	ranges := map[string][2]int64{}
+	out := anything
+	for _, t := range terms {
+		if f, lo, hi, ok := portRange(t); ok {
+			r, seen := ranges[f]
+			if !seen {
+				r = [2]int64{0, 65535}
+			}
+			ranges[f] = [2]int64{max(r[0], lo), min(r[1], hi)}
+			continue
+		}
+		out = out.and(pushNode(t, macros, depth))
+	}
+	for _, r := range ranges {
+		out = out.and(portConstraint(r[0], r[1]))
+	}
+	return out
+}
+
+// portRange recognises src.port/dst.port compared with an integer constant.
+func portRange(n node) (field string, lo, hi int64, ok bool) {
+	x, isBin := n.(*binary)
+	if !isBin || !isCmp(x.op) || x.op == tNe {
+		return "", 0, 0, false
+	}
+	op := x.op
+	f, lit := fieldName(x.l), unparen(x.r)
+	if f == "" {
+		f, lit, op = fieldName(x.r), unparen(x.l), flip(op)
+	}
+	l, isLit := lit.(*literal)
+	if (f != "src.port" && f != "dst.port") || !isLit || (l.kind != tInt && l.kind != tString) {
+		return "", 0, 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(l.text), 10, 64)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	lo, hi = 0, 65535
+	switch op {
+	case tEq:
+		lo, hi = v, v
+	case tLt:
+		hi = v - 1
+	case tLe:
+		hi = v
+	case tGt:
+		lo = v + 1
+	case tGe:
+		lo = v
+	}
+	return f, lo, hi, true
+}
+
+func portConstraint(lo, hi int64) constraint {
+	lo, hi = max(lo, 0), min(hi, 65535)
+	if lo > hi {
+		return constraint{empty: true}
+	}
+	if hi-lo+1 > maxPortRange {
+		return anything
+	}
+	m := map[uint16]bool{}
+	for p := lo; p <= hi; p++ {
+		m[uint16(p)] = true
+	}
+	return constraint{ports: m}
 }
