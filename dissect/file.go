@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
@@ -53,7 +54,9 @@ func ReadPackets(ctx context.Context, r io.Reader, fn func(Packet) error) error 
 		return fmt.Errorf("read capture header: %w", err)
 	}
 	if string(magic) == "\x0a\x0d\x0d\x0a" {
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{SkipUnknownVersion: true})
+		// WantMixedLinkType: without it pcapgo silently skips packets of
+		// interfaces whose link type differs from the first one's.
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{SkipUnknownVersion: true, WantMixedLinkType: true})
 		if err != nil {
 			return fmt.Errorf("read pcapng: %w", err)
 		}
@@ -62,7 +65,7 @@ func ReadPackets(ctx context.Context, r io.Reader, fn func(Packet) error) error 
 			if err != nil {
 				return eofOK(err, "read pcapng")
 			}
-			lt := ng.LinkType()
+			var lt layers.LinkType
 			if ifc, err := ng.Interface(ci.InterfaceIndex); err == nil {
 				lt = ifc.LinkType
 			}
