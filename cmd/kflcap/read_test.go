@@ -209,3 +209,26 @@ func TestReadRepository(t *testing.T) {
 }
 
 var _ = gopacket.CaptureInfo{}
+
+// TestReadKFL: --kfl filters entries, and -w writes only the matching
+// streams, whole (packets before and after the matching exchange).
+func TestReadKFL(t *testing.T) {
+	out, e, code := readCmd(t, "read", httpPcap, "--kfl", "http and response.status == 500")
+	if code != 0 || strings.Count(out, "\n") != 3 || strings.Count(out, " 500 Internal Server Error") != 3 {
+		t.Fatalf("exit %d %s\n%s", code, e, out)
+	}
+	if _, e, code := readCmd(t, "read", httpPcap, "--kfl", "response.status =="); code != 2 || !strings.Contains(e, "1:") {
+		t.Errorf("bad query: exit %d, %q (want 2 and a position)", code, e)
+	}
+	w := filepath.Join(t.TempDir(), "sel.pcap")
+	if _, e, code := readCmd(t, "read", "-q", httpPcap, "--kfl", "http and response.status == 500", "-w", w); code != 0 {
+		t.Fatalf("exit %d %s", code, e)
+	}
+	// The three 500s are in tshark's streams 0, 1 and 6.
+	if got, want := tsharkCount(t, w, "tcp"), tsharkCount(t, httpPcap, "tcp.stream in {0 1 6}"); got != want {
+		t.Errorf("wrote %d packets, the selected streams have %d", got, want)
+	}
+	if got := tsharkCount(t, w, "http.request.uri == \"/status/201?q=201&x=y\""); got != 1 {
+		t.Errorf("the exchange before the match is missing (%d)", got)
+	}
+}
