@@ -82,6 +82,7 @@ func (a *dnsApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 		return
 	}
 	buf := append(a.buf[dir], b...)
+	all := len(buf)
 	for len(buf) >= 2 {
 		n := int(binary.BigEndian.Uint16(buf))
 		if len(buf) < 2+n {
@@ -90,7 +91,11 @@ func (a *dnsApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 		a.message(sh, s, dir, buf[2:2+n], ts)
 		buf = buf[2+n:]
 	}
-	a.buf[dir] = append(a.buf[dir][:0], buf...)
+	if len(buf) == all {
+		a.buf[dir] = buf // nothing consumed: keep appending
+	} else {
+		a.buf[dir] = append(a.buf[dir][:0], buf...)
+	}
 }
 
 func (a *dnsApp) gap(sh *shard, s *stream, dir int, n int) {

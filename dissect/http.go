@@ -117,9 +117,16 @@ func (a *httpApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 		}
 		switch h.state {
 		case stHeaders:
+			// Search only the new bytes (and 3 before them, for a blank
+			// line split across segments): headers sent a byte per
+			// segment must not cost quadratic time.
+			from := max(0, len(h.buf)-3)
 			h.buf = append(h.buf, b...)
 			b = nil
-			end := headerEnd(h.buf)
+			end := headerEnd(h.buf[from:])
+			if end >= 0 {
+				end += from
+			}
 			if end < 0 {
 				if len(h.buf) > maxHeaderBytes {
 					a.fail(sh, dir)

@@ -52,7 +52,9 @@ func (a *tlsApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 			return
 		}
 	}
-	a.rec[dir] = append(a.rec[dir][:0], r...)
+	if len(r) != len(a.rec[dir]) {
+		a.rec[dir] = append(a.rec[dir][:0], r...)
+	}
 	if len(a.rec[dir])+len(a.hs[dir]) > maxTLSHandshake {
 		a.stop(sh, s, dir, true)
 	}
