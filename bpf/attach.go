@@ -40,6 +40,9 @@ type Interface struct {
 	Name     string
 	Index    int
 	Loopback bool
+	// RawIP is set for L3 interfaces (tun, wireguard, ipip): their packets
+	// start with the IP header, not an Ethernet header.
+	RawIP bool
 	// NetNS is the path of the interface's network namespace
 	// (/var/run/netns/NAME, /proc/PID/ns/net); "" is the current one.
 	NetNS string
@@ -73,6 +76,13 @@ func (o *Objects) Attach(iface Interface, backend Backend) (*Attachment, error) 
 	}
 	if err := o.addKey(iface.Index, Egress); err != nil {
 		return nil, err
+	}
+	eth := uint8(1)
+	if iface.RawIP {
+		eth = 0
+	}
+	if err := o.objs.KflcapIfcfg.Put(uint32(iface.Index), eth); err != nil {
+		return nil, fmt.Errorf("record link layer of %s: %w", iface, err)
 	}
 	var (
 		a   *Attachment

@@ -19,7 +19,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-// The largest snaplen the scratch buffer holds (tcpdump's maximum).
+// The largest snaplen (tcpdump's maximum).
 #define MAX_SNAPLEN 262144
 
 enum direction {
@@ -37,26 +37,23 @@ struct record_hdr {
 	__u8 _pad[3];
 };
 
-// scratch is one record-sized buffer per CPU. A per-CPU array's values are
-// limited to 32 KiB, so it is a plain array indexed by the CPU id; TC and
-// socket-filter programs run with preemption/migration disabled, so a CPU's
-// slot is never used by two programs at once.
-struct scratch {
-	struct record_hdr hdr;
-	__u8 data[MAX_SNAPLEN];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1); // set to the number of possible CPUs at load
-	__type(key, __u32);
-	__type(value, struct scratch);
-} kflcap_scratch SEC(".maps");
+// Emit record_hdr's BTF for bpf2go's Go type.
+const struct record_hdr *unused_record_hdr __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 24); // resized at load (capture.ringBufferBytes)
 } kflcap_events SEC(".maps");
+
+// The link layer of each interface, set by user space at attach: 1 when
+// packets start with an Ethernet header, 0 when they start with the IP
+// header (tun, wireguard, ipip). Missing: Ethernet.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} kflcap_ifcfg SEC(".maps");
 
 // Counters, per CPU and per (ifindex, direction). Invariant, per key:
 // seen == filtered + delivered + ring_drops + copy_errors.
@@ -193,11 +190,46 @@ static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct l
 	if (l->proto != IPPROTO_TCP && l->proto != IPPROTO_UDP && l->proto != IPPROTO_SCTP &&
 	    l->proto != IPPROTO_UDPLITE)
 		return 0;
-	if (bpf_skb_load_bytes_relative(skb, off, ports, sizeof(ports), BPF_HDR_START_NET))
+	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
 		return -1;
 	l->sport = bpf_ntohs(ports[0]);
 	l->dport = bpf_ntohs(ports[1]);
 	return 0;
+}
+
+// l3 finds the network header in the packet's bytes (the bytes a record
+// holds, so the prefilter judges what would be written): after the
+// Ethernet header and up to two VLAN tags on Ethernet interfaces, at 0 on
+// L3 interfaces. It returns the ethertype and sets *off, or returns 0.
+static __always_inline __u16 l3(struct __sk_buff *skb, __u32 *off)
+{
+	__u32 ifindex = skb->ifindex;
+	__u8 *eth = bpf_map_lookup_elem(&kflcap_ifcfg, &ifindex);
+	if (eth && *eth == 0) {
+		__u8 v;
+		if (bpf_skb_load_bytes(skb, 0, &v, 1))
+			return 0;
+		*off = 0;
+		if (v >> 4 == 4)
+			return ETH_P_IP;
+		if (v >> 4 == 6)
+			return ETH_P_IPV6;
+		return 0;
+	}
+	__u16 type;
+	__u32 o = 12;
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		if (bpf_skb_load_bytes(skb, o, &type, 2))
+			return 0;
+		type = bpf_ntohs(type);
+		o += 2;
+		if (type != ETH_P_8021Q && type != ETH_P_8021AD)
+			break;
+		o += 2; // the tag's TCI; the next ethertype follows
+	}
+	*off = o;
+	return type;
 }
 
 // prefilter returns 1 when the packet should be captured.
@@ -209,10 +241,12 @@ static __always_inline int prefilter(struct __sk_buff *skb)
 		return 1;
 	__u32 flags = *cfg;
 	struct l4 l = {};
+	__u32 off = 0;
+	__u16 type = l3(skb, &off);
 
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+	if (type == ETH_P_IP) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
 			return 0;
 		l.proto = ip.protocol;
 		l.nonfirst_frag = (bpf_ntohs(ip.frag_off) & 0x1fff) != 0;
@@ -228,28 +262,28 @@ static __always_inline int prefilter(struct __sk_buff *skb)
 			}
 		}
 		if (flags & PF_PORT) {
-			if (load_ports(skb, (__u32)ip.ihl * 4, &l))
+			if (load_ports(skb, off + (__u32)ip.ihl * 4, &l))
 				return 0;
 			return port_ok(&l);
 		}
 		return 1;
 	}
 
-	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+	if (type == ETH_P_IPV6) {
 		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes_relative(skb, 0, &ip6, sizeof(ip6), BPF_HDR_START_NET))
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
 			return 0;
 		__u8 next = ip6.nexthdr;
-		__u32 off = sizeof(ip6);
-		// Walk a bounded number of extension headers. A chain longer than
-		// that is judged by its last header seen: unknown protocol.
+		off += sizeof(ip6);
+		// Walk a bounded number of extension headers. A longer chain is
+		// judged by the last header seen: an unknown protocol.
 #pragma unroll
 		for (int i = 0; i < 6; i++) {
 			__u8 ext[8];
 			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS &&
 			    next != IPPROTO_FRAGMENT && next != IPPROTO_AH)
 				break;
-			if (bpf_skb_load_bytes_relative(skb, off, ext, sizeof(ext), BPF_HDR_START_NET))
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
 				return 0;
 			if (next == IPPROTO_FRAGMENT) {
 				if (((ext[2] << 8 | ext[3]) & 0xfff8) != 0)
@@ -294,6 +328,41 @@ static __always_inline struct counters *counters_for(__u32 ifindex, __u32 dir)
 	return bpf_map_lookup_elem(&kflcap_unkeyed, &zero);
 }
 
+#define HDR sizeof(struct record_hdr)
+
+// Records are reserved in the ring in size classes and the packet is
+// copied straight into the reservation: one copy, where a scratch buffer
+// plus bpf_ringbuf_output costs two (64 KiB each for a GSO super-frame).
+// bpf_ringbuf_reserve needs a constant size, hence the classes; a record
+// wastes at most a third of its class (less for the common sizes). The
+// record's cap_len says how much of the class is packet.
+#define TRY_CLASS(N)                                                                               \
+	if (len <= (N)) {                                                                          \
+		void *r = bpf_ringbuf_reserve(&kflcap_events, HDR + (N), 0);                       \
+		if (!r) {                                                                          \
+			c->ring_drops++;                                                           \
+			return;                                                                    \
+		}                                                                                  \
+		__u64 n = len;                                                                     \
+		/* Re-check on the register passed: clang tests a copy otherwise. */            \
+		asm volatile("" : "+r"(n));                                                        \
+		if (n < 1 || n > (N) || bpf_skb_load_bytes(skb, 0, r + HDR, n)) {                  \
+			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                                  \
+			c->copy_errors++;                                                          \
+			return;                                                                    \
+		}                                                                                  \
+		struct record_hdr *h = r;                                                          \
+		h->ts_boot_ns = now;                                                               \
+		h->wire_len = skb->len;                                                            \
+		h->cap_len = len;                                                                  \
+		h->ifindex = skb->ifindex;                                                         \
+		h->direction = dir;                                                                \
+		h->_pad[0] = h->_pad[1] = h->_pad[2] = 0;                                          \
+		bpf_ringbuf_submit(r, wake);                                                       \
+		c->delivered++;                                                                    \
+		return;                                                                            \
+	}
+
 static __always_inline void capture(struct __sk_buff *skb, __u32 dir)
 {
 	struct counters *c = counters_for(skb->ifindex, dir);
@@ -307,14 +376,7 @@ static __always_inline void capture(struct __sk_buff *skb, __u32 dir)
 		return;
 	}
 
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&kflcap_scratch, &cpu);
-	if (!s) {
-		c->copy_errors++;
-		return;
-	}
-
-	// A 64-bit length, clamped to (0, MAX_SNAPLEN], is what the verifier
+	// A 64-bit length, bounded to (0, MAX_SNAPLEN], is what the verifier
 	// accepts for bpf_skb_load_bytes with clang 14 and -mcpu=v1 (a 32-bit
 	// one fails with "R4 invalid zero-sized read").
 	__u64 len = skb->len;
@@ -326,24 +388,35 @@ static __always_inline void capture(struct __sk_buff *skb, __u32 dir)
 		c->copy_errors++;
 		return;
 	}
-	if (bpf_skb_load_bytes(skb, 0, s->data, len)) {
-		c->copy_errors++;
-		return;
-	}
-	s->hdr.ts_boot_ns = bpf_ktime_get_boot_ns();
-	s->hdr.wire_len = skb->len;
-	s->hdr.cap_len = len;
-	s->hdr.ifindex = skb->ifindex;
-	s->hdr.direction = dir;
-
-	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 wake = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&kflcap_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&kflcap_events, s, sizeof(struct record_hdr) + len, flags)) {
-		c->ring_drops++;
-		return;
-	}
-	c->delivered++;
+		wake = BPF_RB_FORCE_WAKEUP;
+
+	TRY_CLASS(64)
+	TRY_CLASS(96)
+	TRY_CLASS(128)
+	TRY_CLASS(192)
+	TRY_CLASS(256)
+	TRY_CLASS(384)
+	TRY_CLASS(512)
+	TRY_CLASS(768)
+	TRY_CLASS(1024)
+	TRY_CLASS(1536)
+	TRY_CLASS(2048)
+	TRY_CLASS(3072)
+	TRY_CLASS(4096)
+	TRY_CLASS(6144)
+	TRY_CLASS(9216)
+	TRY_CLASS(16384)
+	TRY_CLASS(24576)
+	TRY_CLASS(32768)
+	TRY_CLASS(49152)
+	TRY_CLASS(65536)
+	TRY_CLASS(98304)
+	TRY_CLASS(131072)
+	TRY_CLASS(196608)
+	TRY_CLASS(MAX_SNAPLEN)
 }
 
 SEC("tc")

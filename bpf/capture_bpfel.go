@@ -51,30 +51,25 @@ type captureRecordHdr struct {
 	Pad       [3]uint8
 }
 
-type captureScratch struct {
-	_    structs.HostLayout
-	Hdr  captureRecordHdr
-	Data [262144]uint8
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	captureMapKflcapEvents  = "kflcap_events"
-	captureMapKflcapIfstats = "kflcap_ifstats"
-	captureMapKflcapPfCfg   = "kflcap_pf_cfg"
-	captureMapKflcapPfIp4   = "kflcap_pf_ip4"
-	captureMapKflcapPfIp6   = "kflcap_pf_ip6"
-	captureMapKflcapPfPort  = "kflcap_pf_port"
-	captureMapKflcapPfProto = "kflcap_pf_proto"
-	captureMapKflcapScratch = "kflcap_scratch"
-	captureMapKflcapUnkeyed = "kflcap_unkeyed"
-	captureProgKflcapSock   = "kflcap_sock"
-	captureProgKflcapTcEg   = "kflcap_tc_eg"
-	captureProgKflcapTcIn   = "kflcap_tc_in"
-	captureVarSnaplen       = "snaplen"
-	captureVarWakeupBytes   = "wakeup_bytes"
+	captureMapKflcapEvents    = "kflcap_events"
+	captureMapKflcapIfcfg     = "kflcap_ifcfg"
+	captureMapKflcapIfstats   = "kflcap_ifstats"
+	captureMapKflcapPfCfg     = "kflcap_pf_cfg"
+	captureMapKflcapPfIp4     = "kflcap_pf_ip4"
+	captureMapKflcapPfIp6     = "kflcap_pf_ip6"
+	captureMapKflcapPfPort    = "kflcap_pf_port"
+	captureMapKflcapPfProto   = "kflcap_pf_proto"
+	captureMapKflcapUnkeyed   = "kflcap_unkeyed"
+	captureProgKflcapSock     = "kflcap_sock"
+	captureProgKflcapTcEg     = "kflcap_tc_eg"
+	captureProgKflcapTcIn     = "kflcap_tc_in"
+	captureVarSnaplen         = "snaplen"
+	captureVarUnusedRecordHdr = "unused_record_hdr"
+	captureVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadCapture returns the embedded CollectionSpec for capture.
@@ -129,13 +124,13 @@ type captureProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureMapSpecs struct {
 	KflcapEvents  *ebpf.MapSpec `ebpf:"kflcap_events"`
+	KflcapIfcfg   *ebpf.MapSpec `ebpf:"kflcap_ifcfg"`
 	KflcapIfstats *ebpf.MapSpec `ebpf:"kflcap_ifstats"`
 	KflcapPfCfg   *ebpf.MapSpec `ebpf:"kflcap_pf_cfg"`
 	KflcapPfIp4   *ebpf.MapSpec `ebpf:"kflcap_pf_ip4"`
 	KflcapPfIp6   *ebpf.MapSpec `ebpf:"kflcap_pf_ip6"`
 	KflcapPfPort  *ebpf.MapSpec `ebpf:"kflcap_pf_port"`
 	KflcapPfProto *ebpf.MapSpec `ebpf:"kflcap_pf_proto"`
-	KflcapScratch *ebpf.MapSpec `ebpf:"kflcap_scratch"`
 	KflcapUnkeyed *ebpf.MapSpec `ebpf:"kflcap_unkeyed"`
 }
 
@@ -143,8 +138,9 @@ type captureMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureVariableSpecs struct {
-	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	Snaplen         *ebpf.VariableSpec `ebpf:"snaplen"`
+	UnusedRecordHdr *ebpf.VariableSpec `ebpf:"unused_record_hdr"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // captureObjects contains all objects after they have been loaded into the kernel.
@@ -168,26 +164,26 @@ func (o *captureObjects) Close() error {
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureMaps struct {
 	KflcapEvents  *ebpf.Map `ebpf:"kflcap_events"`
+	KflcapIfcfg   *ebpf.Map `ebpf:"kflcap_ifcfg"`
 	KflcapIfstats *ebpf.Map `ebpf:"kflcap_ifstats"`
 	KflcapPfCfg   *ebpf.Map `ebpf:"kflcap_pf_cfg"`
 	KflcapPfIp4   *ebpf.Map `ebpf:"kflcap_pf_ip4"`
 	KflcapPfIp6   *ebpf.Map `ebpf:"kflcap_pf_ip6"`
 	KflcapPfPort  *ebpf.Map `ebpf:"kflcap_pf_port"`
 	KflcapPfProto *ebpf.Map `ebpf:"kflcap_pf_proto"`
-	KflcapScratch *ebpf.Map `ebpf:"kflcap_scratch"`
 	KflcapUnkeyed *ebpf.Map `ebpf:"kflcap_unkeyed"`
 }
 
 func (m *captureMaps) Close() error {
 	return _CaptureClose(
 		m.KflcapEvents,
+		m.KflcapIfcfg,
 		m.KflcapIfstats,
 		m.KflcapPfCfg,
 		m.KflcapPfIp4,
 		m.KflcapPfIp6,
 		m.KflcapPfPort,
 		m.KflcapPfProto,
-		m.KflcapScratch,
 		m.KflcapUnkeyed,
 	)
 }
@@ -196,8 +192,9 @@ func (m *captureMaps) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureVariables struct {
-	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	Snaplen         *ebpf.Variable `ebpf:"snaplen"`
+	UnusedRecordHdr *ebpf.Variable `ebpf:"unused_record_hdr"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // capturePrograms contains all programs after they have been loaded into the kernel.

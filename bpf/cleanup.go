@@ -21,7 +21,7 @@ const ownerPin = "kflcap_owner"
 
 // pinNames are every name a pin directory may hold.
 var pinNames = []string{
-	"kflcap_events", "kflcap_ifstats", "kflcap_unkeyed", "kflcap_pf_cfg", "kflcap_pf_proto",
+	"kflcap_events", "kflcap_ifstats", "kflcap_unkeyed", "kflcap_ifcfg", "kflcap_pf_cfg", "kflcap_pf_proto",
 	"kflcap_pf_port", "kflcap_pf_ip4", "kflcap_pf_ip6", "kflcap_tc_in", "kflcap_tc_eg", "kflcap_sock",
 	ownerPin,
 }

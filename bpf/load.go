@@ -87,11 +87,6 @@ func Load(opts Options) (*Objects, error) {
 	if err := spec.Variables["wakeup_bytes"].Set(opts.WakeupBytes); err != nil {
 		return nil, fmt.Errorf("set wakeup threshold: %w", err)
 	}
-	ncpu, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, fmt.Errorf("count possible CPUs: %w", err)
-	}
-	spec.Maps["kflcap_scratch"].MaxEntries = uint32(ncpu)
 	spec.Maps["kflcap_events"].MaxEntries = opts.RingBytes
 
 	o := &Objects{pinDir: opts.PinDir, log: opts.Logger, keys: map[captureIfKey]bool{}}
@@ -117,6 +112,7 @@ func (o *Objects) pinnable() map[string]interface{ Pin(string) error } {
 		"kflcap_events":   o.objs.KflcapEvents,
 		"kflcap_ifstats":  o.objs.KflcapIfstats,
 		"kflcap_unkeyed":  o.objs.KflcapUnkeyed,
+		"kflcap_ifcfg":    o.objs.KflcapIfcfg,
 		"kflcap_pf_cfg":   o.objs.KflcapPfCfg,
 		"kflcap_pf_proto": o.objs.KflcapPfProto,
 		"kflcap_pf_port":  o.objs.KflcapPfPort,

@@ -113,7 +113,7 @@ func drain(t *testing.T, o *Objects) []rec {
 			cap:     binary.NativeEndian.Uint32(b[12:]),
 			ifindex: binary.NativeEndian.Uint32(b[16:]),
 			dir:     b[20],
-			data:    append([]byte(nil), b[RecordHeaderLen:]...),
+			data:    append([]byte(nil), b[RecordHeaderLen:RecordHeaderLen+binary.NativeEndian.Uint32(b[12:])]...),
 		})
 	}
 }

@@ -65,9 +65,10 @@ func Discover(nsPath string, names []string) ([]Iface, error) {
 	var known []string
 	for _, l := range links {
 		a := l.Attrs()
+		lt := linkType(a.EncapType)
 		ifc := Iface{
-			Interface: bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback", NetNS: nsPath},
-			LinkType:  linkType(a.EncapType),
+			Interface: bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback", RawIP: lt == layers.LinkTypeRaw, NetNS: nsPath},
+			LinkType:  lt,
 		}
 		byName[a.Name] = ifc
 		known = append(known, a.Name)

@@ -31,15 +31,16 @@ type LiveOptions struct {
 // Batches); call Close when done to read final counters and free the
 // objects.
 type Live struct {
-	Stages   Stages
-	objs     *bpf.Objects
-	reader   *Reader
-	attached []*bpf.Attachment
-	cancel   context.CancelFunc
-	done     chan struct{}
-	err      error
-	stopOnce sync.Once
-	log      *slog.Logger
+	Stages    Stages
+	objs      *bpf.Objects
+	reader    *Reader
+	attached  []*bpf.Attachment
+	cancel    context.CancelFunc
+	done      chan struct{}
+	err       error
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	log       *slog.Logger
 }
 
 // StartLive removes what crashed runs left behind, loads and attaches the
@@ -142,13 +143,19 @@ func (l *Live) Counters() (map[bpf.IfKey]bpf.Counters, error) { return l.objs.Co
 func (l *Live) Close() error {
 	stopErr := l.Stop()
 	// Drain anything the consumer left so the reader can finish.
+	drained := make(chan struct{})
 	go func() {
 		for b := range l.reader.Batches() {
 			b.Release()
 		}
+		close(drained)
 	}()
 	waitErr := l.Wait()
-	closeErr := l.objs.Close()
+	<-drained
+	var closeErr error
+	l.closeOnce.Do(func() {
+		closeErr = errors.Join(l.reader.Close(), l.objs.Close())
+	})
 	if err := errors.Join(stopErr, waitErr, closeErr); err != nil {
 		return fmt.Errorf("close capture: %w", err)
 	}

@@ -65,6 +65,7 @@ func NewWriter(w io.Writer, f Format, ifaces []Iface, snaplen uint32, app string
 // `tcpdump -i any` does), instead of being dropped or mangled.
 type PcapWriter struct {
 	w      *bufio.Writer
+	raw    io.Writer
 	link   layers.LinkType
 	types  map[int]layers.LinkType // per ifindex, for SLL2 conversion
 	hdr    [16]byte
@@ -75,7 +76,7 @@ type PcapWriter struct {
 
 // NewPcapWriter writes the file header.
 func NewPcapWriter(w io.Writer, ifaces []Iface, snaplen uint32) (*PcapWriter, error) {
-	pw := &PcapWriter{w: bufio.NewWriterSize(w, 1<<20), types: map[int]layers.LinkType{}}
+	pw := &PcapWriter{w: bufio.NewWriterSize(w, 1<<20), raw: w, types: map[int]layers.LinkType{}}
 	for i, ifc := range ifaces {
 		pw.types[ifc.Index] = ifc.LinkType
 		if i == 0 {
@@ -119,7 +120,7 @@ func (pw *PcapWriter) WritePacket(p *Packet) error {
 	binary.LittleEndian.PutUint32(pw.hdr[12:], uint32(wire))
 	pw.w.Write(pw.hdr[:])
 	pw.w.Write(prefix)
-	if _, err := pw.w.Write(data); err != nil {
+	if err := writeData(pw.w, pw.raw, data); err != nil {
 		pw.err = fmt.Errorf("write pcap: %w", err)
 	}
 	return pw.err
@@ -187,6 +188,7 @@ func (pw *PcapWriter) Close([]IfaceStats) error {
 // end.
 type PcapngWriter struct {
 	w     *bufio.Writer
+	raw   io.Writer
 	ids   map[int]uint32 // ifindex → interface id in the file
 	buf   [40]byte
 	err   error
@@ -202,7 +204,7 @@ const (
 
 // NewPcapngWriter writes the section header and the interface blocks.
 func NewPcapngWriter(w io.Writer, ifaces []Iface, snaplen uint32, app string) (*PcapngWriter, error) {
-	pw := &PcapngWriter{w: bufio.NewWriterSize(w, 1<<20), ids: map[int]uint32{}, start: time.Now()}
+	pw := &PcapngWriter{w: bufio.NewWriterSize(w, 1<<20), raw: w, ids: map[int]uint32{}, start: time.Now()}
 	var shb ngBlock
 	shb.u32(0x1a2b3c4d).u16(1).u16(0).u64(0xffffffffffffffff)
 	shb.opt(2, []byte(runtime.GOARCH)).opt(3, []byte(runtime.GOOS)).opt(4, []byte(app)).end()
@@ -245,7 +247,10 @@ func (pw *PcapngWriter) WritePacket(p *Packet) error {
 	binary.LittleEndian.PutUint32(b[20:], uint32(len(p.Data)))
 	binary.LittleEndian.PutUint32(b[24:], uint32(p.WireLen))
 	pw.w.Write(b[:28])
-	pw.w.Write(p.Data)
+	if err := writeData(pw.w, pw.raw, p.Data); err != nil {
+		pw.err = fmt.Errorf("write pcapng: %w", err)
+		return pw.err
+	}
 	var tail [20]byte
 	flags := uint32(1) // inbound
 	if p.Dir == bpf.Egress {
@@ -305,6 +310,24 @@ func (pw *PcapngWriter) Close(stats []IfaceStats) error {
 		return fmt.Errorf("flush pcapng: %w", err)
 	}
 	return nil
+}
+
+// bigPacket is the size from which packet bytes skip the buffer: copying a
+// 64 KiB GSO super-frame into it costs more than the extra write.
+const bigPacket = 16 << 10
+
+// writeData writes packet bytes through buf, or, when large, flushes buf
+// and writes them to raw directly.
+func writeData(buf *bufio.Writer, raw io.Writer, data []byte) error {
+	if len(data) < bigPacket {
+		_, err := buf.Write(data)
+		return err
+	}
+	if err := buf.Flush(); err != nil {
+		return err
+	}
+	_, err := raw.Write(data)
+	return err
 }
 
 func tsOpt(t time.Time) []byte {

@@ -3,15 +3,12 @@ package collector
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/kflcap/kflcap/bpf"
 )
 
@@ -21,38 +18,32 @@ type Packet struct {
 	WireLen  int   // length on the wire; len(Data) is the captured length
 	Ifindex  int
 	Dir      bpf.Direction
-	Data     []byte // valid until the batch holding it is released
+	// Data is the captured bytes, in place in the kernel's ring buffer:
+	// read-only, and valid only until the batch holding it is released.
+	Data []byte
 }
 
-// Batch is a run of packets read together. Their Data point into one arena.
+// Batch is a run of packets read together, in ring order.
 type Batch struct {
 	Packets []Packet
-	arena   []byte
-	pool    *sync.Pool
+	end     uint64 // ring position after the batch's last record
+	done    bool
+	r       *Reader
 }
 
-// Release gives the batch back for reuse. Its packets must not be used after.
-func (b *Batch) Release() {
-	if b.pool == nil {
-		return
-	}
-	b.Packets = b.Packets[:0]
-	b.arena = b.arena[:0]
-	b.pool.Put(b)
-}
+// Release hands the batch's ring space back to the kernel. Its packets
+// must not be used after. Batches may be released in any order; the space
+// returns in ring order.
+func (b *Batch) Release() { b.r.release(b) }
 
-const (
-	batchPackets = 512
-	batchBytes   = 2 << 20
-)
+const batchPackets = 1024
 
-// Stages counts what each user-space stage received and lost. Every loss is
+// Stages counts what user space received and lost, by stage. Every loss is
 // counted where it happens, so that kernel drops + stage drops account for
 // every packet seen and not written.
 type Stages struct {
-	Read       atomic.Uint64 // records read from the ring buffer
-	Malformed  atomic.Uint64 // records too short to hold their header
-	QueueDrops atomic.Uint64 // packets lost because the hand-off queue was full
+	Read      atomic.Uint64 // records read from the ring buffer
+	Malformed atomic.Uint64 // records too short for their header or length
 }
 
 // ReaderOptions configure a Reader.
@@ -61,18 +52,25 @@ type ReaderOptions struct {
 	// wake-ups the programs do not wake the reader for every record.
 	// Default 50ms.
 	Deadline time.Duration
-	// QueueLen is the number of batches the hand-off queue holds. Default 64.
+	// QueueLen is how many batches may be handed out and not yet released.
+	// When that many are out, the reader waits and the ring buffer absorbs
+	// the traffic (its overflow is counted in the kernel). Default 64.
 	QueueLen int
 }
 
-// Reader reads records from the capture ring buffer into batches.
+// Reader reads records from the capture ring buffer into batches, without
+// copying packet bytes.
 type Reader struct {
-	rd    *ringbuf.Reader
+	ring  *ring
 	clock *Clock
 	out   chan *Batch
-	pool  sync.Pool
 	opts  ReaderOptions
 	stats *Stages
+
+	mu          sync.Mutex
+	outstanding []*Batch // handed out, in ring order
+	pool        []*Batch
+	freed       chan struct{}
 }
 
 // NewReader opens a reader on the events ring buffer map.
@@ -83,15 +81,12 @@ func NewReader(events *ebpf.Map, clock *Clock, stats *Stages, opts ReaderOptions
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = 64
 	}
-	rd, err := ringbuf.NewReader(events)
+	rg, err := newRing(events)
 	if err != nil {
-		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+		return nil, err
 	}
-	r := &Reader{rd: rd, clock: clock, out: make(chan *Batch, opts.QueueLen), opts: opts, stats: stats}
-	r.pool.New = func() any {
-		return &Batch{Packets: make([]Packet, 0, batchPackets), arena: make([]byte, 0, batchBytes), pool: &r.pool}
-	}
-	return r, nil
+	return &Reader{ring: rg, clock: clock, out: make(chan *Batch, opts.QueueLen), opts: opts, stats: stats,
+		freed: make(chan struct{}, 1)}, nil
 }
 
 // Batches is the output: closed when Run returns.
@@ -99,46 +94,35 @@ func (r *Reader) Batches() <-chan *Batch { return r.out }
 
 // Run reads until ctx ends, then drains what the ring still holds and
 // returns. Detach the programs before ending ctx so that the drain ends.
+// The ring stays mapped until every batch handed out is released.
 func (r *Reader) Run(ctx context.Context) error {
 	defer close(r.out)
-	defer r.rd.Close()
-	var rec ringbuf.Record
-	b := r.pool.Get().(*Batch)
 	lastRefresh := time.Now()
-	stopping := false
 	for {
-		if !stopping && ctx.Err() != nil {
-			stopping = true
+		stopping := ctx.Err() != nil
+		b := r.getBatch()
+		for len(b.Packets) < batchPackets {
+			sample, end, ok := r.ring.next()
+			if !ok {
+				break
+			}
+			b.end = end
+			r.add(b, sample)
 		}
-		r.rd.SetDeadline(time.Now().Add(r.opts.Deadline))
-		err := r.rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			r.add(b, rec.RawSample)
-			if len(b.Packets) == cap(b.Packets) || len(b.arena)+bpf.MaxSnaplen > cap(b.arena) {
-				r.send(b)
-				b = r.pool.Get().(*Batch)
-			}
+		if b.end != 0 {
+			r.hand(b)
 			continue
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// The ring is empty for now.
-			if len(b.Packets) > 0 {
-				r.send(b)
-				b = r.pool.Get().(*Batch)
-			}
-			if stopping {
-				return nil
-			}
-			if time.Since(lastRefresh) > 10*time.Second {
-				r.clock.Refresh()
-				lastRefresh = time.Now()
-			}
-		case errors.Is(err, ringbuf.ErrClosed):
-			r.send(b)
+		}
+		r.putBatch(b)
+		if stopping && !r.ring.pending() {
 			return nil
-		default:
-			r.send(b)
-			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if err := r.ring.wait(r.opts.Deadline); err != nil {
+			return err
+		}
+		if time.Since(lastRefresh) > 10*time.Second {
+			r.clock.Refresh()
+			lastRefresh = time.Now()
 		}
 	}
 }
@@ -155,27 +139,78 @@ func (r *Reader) add(b *Batch, raw []byte) {
 		r.stats.Malformed.Add(1)
 		return
 	}
-	start := len(b.arena)
-	b.arena = append(b.arena, raw[bpf.RecordHeaderLen:bpf.RecordHeaderLen+capLen]...)
 	b.Packets = append(b.Packets, Packet{
 		UnixNano: r.clock.UnixNano(binary.NativeEndian.Uint64(raw[0:])),
 		WireLen:  int(binary.NativeEndian.Uint32(raw[8:])),
 		Ifindex:  int(binary.NativeEndian.Uint32(raw[16:])),
 		Dir:      bpf.Direction(raw[20]),
-		Data:     b.arena[start : start+capLen : start+capLen],
+		Data:     raw[bpf.RecordHeaderLen : bpf.RecordHeaderLen+capLen : bpf.RecordHeaderLen+capLen],
 	})
 }
 
-// send hands b on, or counts its packets as lost when the queue is full.
-func (r *Reader) send(b *Batch) {
-	if len(b.Packets) == 0 {
-		b.Release()
-		return
+// hand records b as outstanding and sends it on, waiting while QueueLen
+// batches are out.
+func (r *Reader) hand(b *Batch) {
+	for {
+		r.mu.Lock()
+		if len(r.outstanding) < r.opts.QueueLen {
+			r.outstanding = append(r.outstanding, b)
+			r.mu.Unlock()
+			break
+		}
+		r.mu.Unlock()
+		<-r.freed
 	}
+	r.out <- b
+}
+
+func (r *Reader) release(b *Batch) {
+	r.mu.Lock()
+	b.done = true
+	n := 0
+	for n < len(r.outstanding) && r.outstanding[n].done {
+		n++
+	}
+	if n > 0 {
+		r.ring.release(r.outstanding[n-1].end)
+		for _, d := range r.outstanding[:n] {
+			d.Packets, d.done, d.end = d.Packets[:0], false, 0
+			r.pool = append(r.pool, d)
+		}
+		r.outstanding = append(r.outstanding[:0], r.outstanding[n:]...)
+	}
+	r.mu.Unlock()
 	select {
-	case r.out <- b:
+	case r.freed <- struct{}{}:
 	default:
-		r.stats.QueueDrops.Add(uint64(len(b.Packets)))
-		b.Release()
 	}
+}
+
+func (r *Reader) getBatch() *Batch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.pool); n > 0 {
+		b := r.pool[n-1]
+		r.pool = r.pool[:n-1]
+		return b
+	}
+	return &Batch{Packets: make([]Packet, 0, batchPackets), r: r}
+}
+
+func (r *Reader) putBatch(b *Batch) {
+	r.mu.Lock()
+	r.pool = append(r.pool, b)
+	r.mu.Unlock()
+}
+
+// Close unmaps the ring. Call it after Run returned and every batch was
+// released.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.outstanding) > 0 {
+		return fmt.Errorf("close reader: %d batches not released", len(r.outstanding))
+	}
+	r.ring.close()
+	return nil
 }

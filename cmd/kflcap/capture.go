@@ -272,9 +272,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 			writeErr = err
 		}
 	}
-	if outFile != nil {
-		if err := outFile.Sync(); err != nil && writeErr == nil && !errors.Is(err, os.ErrInvalid) {
-			writeErr = fmt.Errorf("sync %s: %w", cf.out, err)
+	if outFile != nil && writeErr == nil {
+		if fi, err := outFile.Stat(); err == nil && fi.Mode().IsRegular() {
+			writeErr = outFile.Sync() // *PathError names the file
 		}
 	}
 	if err := live.Close(); err != nil {
@@ -285,8 +285,7 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "%d packets captured\n", written)
 	fmt.Fprintf(e.stderr, "%d packets received by filter\n", total.Seen-total.Filtered)
 	fmt.Fprintf(e.stderr, "%d packets dropped by kernel (ring buffer full %d, copy errors %d)\n", total.Dropped(), total.RingDrops, total.CopyErrors)
-	fmt.Fprintf(e.stderr, "%d packets dropped in user space (queue full %d, malformed %d)\n",
-		live.Stages.QueueDrops.Load()+live.Stages.Malformed.Load(), live.Stages.QueueDrops.Load(), live.Stages.Malformed.Load())
+	fmt.Fprintf(e.stderr, "%d packets dropped in user space (malformed records)\n", live.Stages.Malformed.Load())
 	if total.Filtered > 0 {
 		fmt.Fprintf(e.stderr, "%d packets not wanted by the prefilter\n", total.Filtered)
 	}

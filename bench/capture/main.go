@@ -1,0 +1,343 @@
+// Command capture benchmarks kflcap's capture path against tcpdump on a veth
+// pair between two network namespaces it creates (and removes).
+//
+// Traffic: trafgen (netsniff-ng, --qdisc-path so the TC egress hook runs)
+// sending 64-byte UDP frames (60 bytes + FCS) to 100 destination ports, and
+// iperf3 TCP. Configurations per traffic kind: no capture; tcpdump -w
+// /dev/null; tcpdump -w file; kflcap -w /dev/null; kflcap -w file; kflcap
+// with a prefilter selecting 1% of the UDP traffic (one port of 100).
+// Configurations run round-robin, -runs times, and the report gives medians.
+//
+// Run as root: go run ./bench/capture (make bench).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	nsA, nsB = "kflbench-a", "kflbench-b"
+	ifA, ifB = "kflbench0", "kflbench1"
+	ipA, ipB = "10.99.0.1", "10.99.0.2"
+)
+
+type config struct {
+	name         string
+	tool         string // "", "tcpdump", "kflcap"
+	toFile       bool
+	oneInHundred bool
+}
+
+var configs = []config{
+	{name: "no capture"},
+	{name: "tcpdump -w /dev/null", tool: "tcpdump"},
+	{name: "tcpdump -w file", tool: "tcpdump", toFile: true},
+	{name: "kflcap -w /dev/null", tool: "kflcap"},
+	{name: "kflcap -w file", tool: "kflcap", toFile: true},
+	{name: "kflcap --port (1% of UDP) -w /dev/null", tool: "kflcap", oneInHundred: true},
+}
+
+type result struct {
+	deliveredPPS float64 // packets/s received at the far end
+	gbps         float64 // iperf3 only
+	captured     int64
+	dropped      int64
+	cpuSec       float64 // capture process user+system CPU
+}
+
+func main() {
+	bin := flag.String("kflcap", "bin/kflcap", "kflcap binary")
+	dur := flag.Duration("duration", 5*time.Second, "traffic time per run")
+	runs := flag.Int("runs", 3, "runs per configuration (median reported)")
+	kinds := flag.String("traffic", "udp64,tcp", "traffic kinds: udp64, tcp")
+	out := flag.String("out", "", "also write the markdown report here")
+	flag.Parse()
+	log.SetFlags(0)
+	abs, err := filepath.Abs(*bin)
+	if err != nil {
+		log.Fatal(err)
+	}
+	*bin = abs
+
+	cleanup()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { <-sig; cleanup(); os.Exit(1) }()
+	defer cleanup()
+	setup()
+
+	tmp, err := os.MkdirTemp("", "kflbench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+
+	var report bytes.Buffer
+	fmt.Fprintf(&report, "Run %s on %s, kernel %s, %d CPUs; %d runs of %v each, medians.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostname(), kernel(), numCPU(), *runs, *dur)
+	for _, kind := range strings.Split(*kinds, ",") {
+		results := map[string][]result{}
+		for r := 0; r < *runs; r++ {
+			for _, c := range configs {
+				if c.oneInHundred && kind != "udp64" {
+					continue
+				}
+				res := runOnce(*bin, kind, c, *dur, tmp)
+				log.Printf("%s run %d %-40s delivered %.0f pps, %.2f Gbit/s, captured %d, dropped %d, cpu %.2fs",
+					kind, r+1, c.name, res.deliveredPPS, res.gbps, res.captured, res.dropped, res.cpuSec)
+				results[c.name] = append(results[c.name], res)
+			}
+		}
+		writeTable(&report, kind, results)
+	}
+	fmt.Print(report.String())
+	if *out != "" {
+		if err := os.WriteFile(*out, report.Bytes(), 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
+func writeTable(w *bytes.Buffer, kind string, results map[string][]result) {
+	fmt.Fprintf(w, "### %s\n\n", map[string]string{"udp64": "64-byte UDP frames (trafgen --qdisc-path, 1 sender CPU)", "tcp": "TCP (iperf3, 1 stream)"}[kind])
+	fmt.Fprintln(w, "| configuration | delivered packets/s | Gbit/s | captured | dropped | capture CPU s |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	med := map[string]result{}
+	for _, c := range configs {
+		rs := results[c.name]
+		if len(rs) == 0 {
+			continue
+		}
+		m := result{
+			deliveredPPS: median(rs, func(r result) float64 { return r.deliveredPPS }),
+			gbps:         median(rs, func(r result) float64 { return r.gbps }),
+			captured:     int64(median(rs, func(r result) float64 { return float64(r.captured) })),
+			dropped:      int64(median(rs, func(r result) float64 { return float64(r.dropped) })),
+			cpuSec:       median(rs, func(r result) float64 { return r.cpuSec }),
+		}
+		med[c.name] = m
+		capt, drop := fmt.Sprint(m.captured), fmt.Sprint(m.dropped)
+		if c.tool == "" {
+			capt, drop = "–", "–"
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %s | %.2f |\n", c.name, m.deliveredPPS, m.gbps, capt, drop, m.cpuSec)
+	}
+	ratio := func(a, b string, f func(result) float64) string {
+		x, y := f(med[a]), f(med[b])
+		if y == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f", x/y)
+	}
+	pps := func(r result) float64 { return r.deliveredPPS }
+	cpu := func(r result) float64 { return r.cpuSec }
+	fmt.Fprintf(w, "\nRatios kflcap/tcpdump: delivered packets/s %s (-w /dev/null), %s (-w file); capture CPU %s (/dev/null), %s (file).\n",
+		ratio("kflcap -w /dev/null", "tcpdump -w /dev/null", pps), ratio("kflcap -w file", "tcpdump -w file", pps),
+		ratio("kflcap -w /dev/null", "tcpdump -w /dev/null", cpu), ratio("kflcap -w file", "tcpdump -w file", cpu))
+	if _, ok := med["kflcap --port (1% of UDP) -w /dev/null"]; ok {
+		fmt.Fprintf(w, "Prefilter selecting 1%%: CPU %s of the unfiltered kflcap run.\n",
+			ratio("kflcap --port (1% of UDP) -w /dev/null", "kflcap -w /dev/null", cpu))
+	}
+	fmt.Fprintln(w)
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
+	var res result
+	outFile := "/dev/null"
+	if c.toFile {
+		outFile = filepath.Join(tmp, "cap")
+		defer os.Remove(outFile)
+	}
+	var capCmd *exec.Cmd
+	var capErr bytes.Buffer
+	switch c.tool {
+	case "tcpdump":
+		capCmd = exec.Command("ip", "netns", "exec", nsA, "tcpdump", "-i", ifA, "-s", "65535", "-B", "16384", "-w", outFile)
+	case "kflcap":
+		args := []string{"capture", "--netns", nsA, "-i", ifA, "-w", outFile}
+		if c.oneInHundred {
+			args = append(args, "--port", "5000")
+		}
+		capCmd = exec.Command(bin, args...)
+	}
+	if capCmd != nil {
+		capCmd.Stderr = &capErr
+		if err := capCmd.Start(); err != nil {
+			log.Fatalf("start %s: %v", c.tool, err)
+		}
+		ready := map[string]string{"tcpdump": "listening on", "kflcap": "capturing on"}[c.tool]
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(capErr.String(), ready) {
+			if time.Now().After(deadline) {
+				log.Fatalf("%s not ready: %s", c.tool, capErr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var cpu0 float64
+	if capCmd != nil {
+		cpu0 = cpuSeconds(capCmd.Process.Pid) // start-up (loading, attaching) is not counted
+	}
+	rx0 := rxPackets()
+	t0 := time.Now()
+	switch kind {
+	case "udp64":
+		cmd := exec.Command("ip", "netns", "exec", nsA, "timeout", "-s", "INT", fmt.Sprint(dur.Seconds()),
+			"trafgen", "-o", ifA, "-i", trafgenConfig(tmp), "-q", "-P", "1", "-C")
+		cmd.Run() // ends by timeout's SIGINT
+	case "tcp":
+		srv := exec.Command("ip", "netns", "exec", nsB, "iperf3", "-s", "-1", "-B", ipB)
+		srv.Start()
+		time.Sleep(300 * time.Millisecond)
+		t0 = time.Now()
+		rx0 = rxPackets()
+		out, err := exec.Command("ip", "netns", "exec", nsA, "iperf3", "-c", ipB, "-t", fmt.Sprint(int(dur.Seconds())), "-J").Output()
+		if err != nil {
+			log.Fatalf("iperf3: %v", err)
+		}
+		srv.Wait()
+		var j struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		json.Unmarshal(out, &j)
+		res.gbps = j.End.SumReceived.BitsPerSecond / 1e9
+	}
+	elapsed := time.Since(t0).Seconds()
+	res.deliveredPPS = float64(rxPackets()-rx0) / elapsed
+	if capCmd != nil {
+		time.Sleep(300 * time.Millisecond)
+		res.cpuSec = cpuSeconds(capCmd.Process.Pid) - cpu0
+		capCmd.Process.Signal(os.Interrupt)
+		capCmd.Wait()
+		res.captured = statLine(capErr.String(), "packets captured")
+		res.dropped = statLine(capErr.String(), "packets dropped by kernel") + statLine(capErr.String(), "packets dropped in user space")
+	}
+	return res
+}
+
+var trafgenCfg string
+
+func trafgenConfig(tmp string) string {
+	if trafgenCfg != "" {
+		return trafgenCfg
+	}
+	out, err := exec.Command("ip", "-n", nsB, "-j", "link", "show", ifB).Output()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var links []struct {
+		Address string `json:"address"`
+	}
+	json.Unmarshal(out, &links)
+	trafgenCfg = filepath.Join(tmp, "udp64.cfg")
+	cfg := fmt.Sprintf("{\n  eth(da=%s),\n  ipv4(saddr=%s, daddr=%s),\n  udp(sport=4000, dport=dinc(5000, 5099)),\n  fill(0x41, 18)\n}\n", links[0].Address, ipA, ipB)
+	if err := os.WriteFile(trafgenCfg, []byte(cfg), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	return trafgenCfg
+}
+
+// statLine reads "N WHAT" from a tcpdump/kflcap summary.
+func statLine(s, what string) int64 {
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if n, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, what) {
+			v, _ := strconv.ParseInt(n, 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func rxPackets() int64 {
+	out, err := exec.Command("ip", "-n", nsB, "-s", "-j", "link", "show", ifB).Output()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var links []struct {
+		Stats64 struct {
+			Rx struct {
+				Packets int64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	json.Unmarshal(out, &links)
+	return links[0].Stats64.Rx.Packets
+}
+
+// cpuSeconds is a process's user+system CPU time so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func sh(name string, args ...string) {
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func setup() {
+	sh("ip", "netns", "add", nsA)
+	sh("ip", "netns", "add", nsB)
+	sh("ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
+	sh("ip", "-n", nsA, "addr", "add", ipA+"/24", "dev", ifA)
+	sh("ip", "-n", nsB, "addr", "add", ipB+"/24", "dev", ifB)
+	for _, x := range [][2]string{{nsA, ifA}, {nsB, ifB}} {
+		sh("ip", "-n", x[0], "link", "set", "lo", "up")
+		sh("ip", "-n", x[0], "link", "set", x[1], "up")
+	}
+}
+
+func cleanup() {
+	exec.Command("ip", "netns", "del", nsA).Run()
+	exec.Command("ip", "netns", "del", nsB).Run()
+}
+
+func hostname() string { h, _ := os.Hostname(); return h }
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
