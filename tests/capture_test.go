@@ -371,3 +371,26 @@ func TestCaptureCountAndPcapFormat(t *testing.T) {
 		t.Errorf("pcap link type %q, want Ethernet (1)", enc)
 	}
 }
+
+// -w - streams pcapng to stdout (for `kflcap capture -w - | wireshark -k -i -`):
+// the summary stays on stderr and the stream is a valid file.
+func TestCaptureToStdout(t *testing.T) {
+	p := netnstest.NewPair(t)
+	netnstest.RequireTool(t, "ping", "tshark")
+	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-c", "6", "--proto", "icmp", "-w", "-")
+	cap.waitStderr(t, "capturing on", 20*time.Second)
+	go exec.Command("ip", "netns", "exec", p.A, "ping", "-c", "5", "-i", "0.05", p.IPB).Run()
+	if code := cap.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, cap.Stderr())
+	}
+	out := filepath.Join(t.TempDir(), "stdout.pcapng")
+	if err := os.WriteFile(out, []byte(cap.Stdout()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(tshark(t, "-r", out, "-T", "fields", "-e", "icmp.type"), "\n"); n != 6 {
+		t.Errorf("stdout stream holds %d packets, want 6", n)
+	}
+	if !strings.Contains(cap.Stderr(), "6 packets captured") {
+		t.Errorf("summary not on stderr: %s", cap.Stderr())
+	}
+}
