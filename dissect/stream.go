@@ -142,7 +142,7 @@ type shard struct {
 }
 
 func newShard(d *Dissector, max int, maxRet int64) *shard {
-	sh := &shard{d: d, streams: make(map[flowKey]*stream, min(max, 1<<16)), max: max, maxRetBytes: maxRet}
+	sh := &shard{d: d, streams: make(map[flowKey]*stream, min(max, 1024)), max: max, maxRetBytes: maxRet}
 	sh.lru.next, sh.lru.prev = &sh.lru, &sh.lru
 	return sh
 }
