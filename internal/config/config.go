@@ -23,16 +23,16 @@ import (
 
 // Config is the agent's configuration (ARCHITECTURE.md).
 type Config struct {
-	Node       Node       `yaml:"node"`
-	Capture    Capture    `yaml:"capture"`
-	KflPcapS3  KflPcapS3  `yaml:"kflPcapS3"`
-	KFL        KFL        `yaml:"kfl"`
-	Spool      Spool      `yaml:"spool"`
-	Local      Local      `yaml:"local"`
-	API        API        `yaml:"api"`
-	Metrics    Metrics    `yaml:"metrics"`
+	Node       Node        `yaml:"node"`
+	Capture    Capture     `yaml:"capture"`
+	KflPcapS3  KflPcapS3   `yaml:"kflPcapS3"`
+	KFL        KFL         `yaml:"kfl"`
+	Spool      Spool       `yaml:"spool"`
+	Local      Local       `yaml:"local"`
+	API        API         `yaml:"api"`
+	Metrics    Metrics     `yaml:"metrics"`
 	Triggers   []yaml.Node `yaml:"triggers"`
-	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Kubernetes Kubernetes  `yaml:"kubernetes"`
 }
 
 // Node identifies the node; the cluster name prefixes S3 keys.
@@ -44,11 +44,11 @@ type Node struct {
 
 // Capture configures the eBPF capture.
 type Capture struct {
-	Interfaces      []string    `yaml:"interfaces"`
-	Backend         string      `yaml:"backend"` // auto, tcx, tc, socket
-	Snaplen         int         `yaml:"snaplen"`
-	RingBufferBytes Size        `yaml:"ringBufferBytes"`
-	LookbackBytes   Size        `yaml:"lookbackBytes"`
+	Interfaces      []string `yaml:"interfaces"`
+	Backend         string   `yaml:"backend"` // auto, tcx, tc, socket
+	Snaplen         int      `yaml:"snaplen"`
+	RingBufferBytes Size     `yaml:"ringBufferBytes"`
+	LookbackBytes   Size     `yaml:"lookbackBytes"`
 }
 
 // KflPcapS3 is the input object of Kubeshark's wrapper.kflPcapS3, with the
