@@ -21,6 +21,7 @@ type Packet struct {
 	Data      []byte          // the captured bytes; see Feed for how long they stay valid
 	OrigLen   int             // length on the wire (≥ len(Data) when truncated by a snaplen)
 	IfIndex   int             // capturing interface, 0 when unknown
+	Outgoing  bool            // captured leaving the interface (egress); false for ingress or unknown
 }
 
 // Resolver names endpoints (Kubernetes pod or service and namespace). It is
