@@ -394,3 +394,56 @@ func TestCaptureToStdout(t *testing.T) {
 		t.Errorf("summary not on stderr: %s", cap.Stderr())
 	}
 }
+
+// capture --kfl writes whole selected streams: every TCP connection that
+// carried a 404, from its SYN, and nothing else.
+func TestCaptureKFLSelectsStreams(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServers(t, p)
+	out := filepath.Join(t.TempDir(), "sel.pcapng")
+	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "--kfl", "http and response.status == 404", "-w", out)
+	cap.waitStderr(t, "capturing on", 20*time.Second)
+	for _, path := range []string{"index.html", "missing-1", "index.html", "missing-2", "index.html"} {
+		netnstest.Output(p.A, "curl", "-sS", "-o", "/dev/null", "http://"+p.IPB+":8080/"+path)
+	}
+	netnstest.Exec(t, p.A, "ping", "-c", "2", "-i", "0.05", p.IPB)
+	time.Sleep(300 * time.Millisecond)
+	if code := cap.interrupt(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, cap.Stderr())
+	}
+	streams := tshark(t, "-r", out, "-T", "fields", "-E", "separator=,", "-e", "tcp.stream", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "http.response.code", "-e", "http.request.uri")
+	first := map[string]string{}
+	codes := map[string][]string{}
+	var uris []string
+	for _, l := range strings.Split(strings.TrimSpace(streams), "\n") {
+		f := strings.Split(l, ",")
+		if f[0] == "" {
+			t.Errorf("a non-TCP packet was written: %s", l)
+			continue
+		}
+		if _, ok := first[f[0]]; !ok {
+			first[f[0]] = f[1] + f[2]
+		}
+		if f[3] != "" {
+			codes[f[0]] = append(codes[f[0]], f[3])
+		}
+		if f[4] != "" {
+			uris = append(uris, f[4])
+		}
+	}
+	if len(first) != 2 {
+		t.Fatalf("%d TCP streams written, want the 2 that carried 404s:\n%s", len(first), streams)
+	}
+	for s, flags := range first {
+		if flags != "10" {
+			t.Errorf("stream %s starts with syn,ack=%s, want the SYN (1,0)", s, flags)
+		}
+		if len(codes[s]) != 1 || codes[s][0] != "404" {
+			t.Errorf("stream %s carried responses %v, want one 404", s, codes[s])
+		}
+	}
+	sort.Strings(uris)
+	if strings.Join(uris, " ") != "/missing-1 /missing-2" {
+		t.Errorf("requests written: %v", uris)
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/collector"
+	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/kfl"
 )
 
 func init() {
@@ -140,8 +142,22 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	var query *kfl.Query
 	if cf.kfl != "" {
-		return usageErrorf("--kfl: stream selection on live capture is not available in this build yet; use kflcap read --kfl on the file")
+		if query, err = kfl.Compile(cf.kfl); err != nil {
+			var ke *kfl.Error
+			if errors.As(err, &ke) {
+				return usageErrorf("--kfl: kfl: %s", ke.Detailed())
+			}
+			return usageErrorf("--kfl: %v", err)
+		}
+		// The kernel copies only what the query could select, unless the
+		// prefilter flags say otherwise.
+		if cf.prefilter.Empty() {
+			if pf := kfl.Pushdown(query); !pf.All {
+				cf.prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
+			}
+		}
 	}
 	nsPath, err := collector.NetNSPath(cf.netns)
 	if err != nil {
@@ -217,21 +233,47 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 
 	var written, beyondCount uint64
 	var writeErr error
+	emit := func(p *collector.Packet) {
+		if writeErr != nil || (cf.count > 0 && written >= uint64(cf.count)) {
+			beyondCount++
+			return
+		}
+		if pw != nil {
+			writeErr = pw.WritePacket(p)
+		} else {
+			printPacket(printer, p, names[p.Ifindex], ifaceLinkType(ifaces, p.Ifindex))
+		}
+		if writeErr == nil {
+			written++
+		}
+	}
+	// With --kfl, packets go through the dissector (synchronously, one
+	// worker) and only the streams the query selects are written: their
+	// packets retained from before the match, then every later one.
+	var dis *dissect.Dissector
+	if query != nil {
+		sel := &selectedWriter{emit: emit}
+		dis = dissect.New(dissect.Config{
+			Workers:           1,
+			StreamRetainBytes: 4 << 20,
+			OnEntry: func(e *dissect.Entry, s dissect.StreamRef) {
+				if query.Match(e) {
+					s.Select(sel)
+				}
+			},
+		})
+	}
 	for b := range live.Batches() {
 		for i := range b.Packets {
 			p := &b.Packets[i]
-			if writeErr != nil || (cf.count > 0 && written >= uint64(cf.count)) {
-				beyondCount++
+			if dis == nil {
+				emit(p)
 				continue
 			}
-			if pw != nil {
-				writeErr = pw.WritePacket(p)
-			} else {
-				printPacket(printer, p, names[p.Ifindex], ifaceLinkType(ifaces, p.Ifindex))
-			}
-			if writeErr == nil {
-				written++
-			}
+			dis.Feed(dissect.Packet{
+				Timestamp: time.Unix(0, p.UnixNano), LinkType: ifaceLinkType(ifaces, p.Ifindex),
+				Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
+			})
 		}
 		b.Release()
 		if cf.count > 0 && written >= uint64(cf.count) || writeErr != nil {
@@ -246,6 +288,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	readErr := live.Wait()
+	if dis != nil {
+		dis.Close() // pending messages become entries and may still select streams
+	}
 	counters, cerr := live.Counters()
 	if cerr != nil {
 		return cerr
@@ -297,6 +342,19 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	}
 	return errors.Join(writeErr, readErr)
 }
+
+// selectedWriter writes the packets of the streams a query selected.
+type selectedWriter struct{ emit func(*collector.Packet) }
+
+func (w *selectedWriter) StreamPacket(_ dissect.StreamInfo, p dissect.Packet) {
+	dir := bpf.Ingress
+	if p.Outgoing {
+		dir = bpf.Egress
+	}
+	w.emit(&collector.Packet{UnixNano: p.Timestamp.UnixNano(), WireLen: p.OrigLen, Ifindex: p.IfIndex, Dir: dir, Data: p.Data})
+}
+
+func (w *selectedWriter) StreamEnd(dissect.StreamInfo) {}
 
 func ifaceLinkType(ifaces []collector.Iface, ifindex int) layers.LinkType {
 	for _, ifc := range ifaces {
