@@ -166,7 +166,7 @@ func writeNode(b *strings.Builder, n node, explicit bool, outer int) {
 		case tString:
 			b.WriteString(strconv.Quote(n.text))
 		case tRegex:
-			b.WriteString("r\"" + n.text + "\"")
+			b.WriteString(quoteRegex(n.text))
 		default:
 			b.WriteString(n.text)
 		}
@@ -219,4 +219,30 @@ func (k tokKind) opText() string {
 		return "-"
 	}
 	return "?"
+}
+
+// quoteRegex writes a regex body back as a literal the lexer reads to the
+// same body: r"…" normally, r`…` when the body holds a quote (bodies are
+// verbatim, so escaping would change them), and escaped quotes only when
+// the body holds a backquote too.
+func quoteRegex(body string) string {
+	if !strings.Contains(body, `"`) {
+		return `r"` + body + `"`
+	}
+	if !strings.Contains(body, "`") {
+		return "r`" + body + "`"
+	}
+	var b strings.Builder
+	b.WriteString(`r"`)
+	escaped := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c == '"' && !escaped {
+			b.WriteByte('\\')
+		}
+		escaped = c == '\\' && !escaped
+		b.WriteByte(c)
+	}
+	b.WriteString(`"`)
+	return b.String()
 }

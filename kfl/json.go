@@ -3,6 +3,7 @@ package kfl
 import (
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -158,7 +159,9 @@ func (w *jsonScanner) str() (value, bool) {
 		case '"':
 			w.i++
 			raw := w.data[start+1 : w.i-1]
-			if !escaped {
+			// Escapes and invalid UTF-8 (which JSON decoders replace with
+			// U+FFFD) need decoding; plain strings are viewed in place.
+			if !escaped && utf8.Valid(raw) {
 				return value{s: bytesString(raw), k: KindString}, true
 			}
 			var s string

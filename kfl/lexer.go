@@ -222,6 +222,9 @@ func scanString(src string, i int) (string, int, *Error) {
 		case 'r':
 			b.WriteByte('\r')
 			i += 2
+		case 'a', 'b', 'f', 'v', '0':
+			b.WriteByte(map[byte]byte{'a': '\a', 'b': '\b', 'f': '\f', 'v': '\v', '0': 0}[esc])
+			i += 2
 		case 'x', 'u', 'U':
 			n := map[byte]int{'x': 2, 'u': 4, 'U': 8}[esc]
 			if i+2+n > len(src) {
