@@ -117,6 +117,21 @@ func (a *httpApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 		}
 		switch h.state {
 		case stHeaders:
+			if len(h.buf) == 0 {
+				// Fast path: the whole header block is in this segment.
+				if end := headerEnd(b); end >= 0 {
+					if !a.parseHeaders(sh, dir, b[:end]) {
+						a.fail(sh, dir)
+						b = b[end:]
+						continue
+					}
+					b = b[end:]
+					if h.state == stHeaders {
+						a.done(sh, s, dir)
+					}
+					continue
+				}
+			}
 			// Search only the new bytes (and 3 before them, for a blank
 			// line split across segments): headers sent a byte per
 			// segment must not cost quadratic time.
@@ -222,6 +237,16 @@ func (a *httpApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 // found fixes which side is the client.
 func (a *httpApp) findStart(s *stream, dir int, b []byte, ts time.Time) []byte {
 	h := &a.half[dir]
+	// Fast path, the usual case on a keep-alive connection: the segment
+	// starts with the next message. No copy.
+	if len(h.buf) == 0 && a.clientDir >= 0 {
+		resp := dir != a.clientDir
+		if isStartLine(b, resp) {
+			h.sync, h.state = false, stHeaders
+			h.msg = &httpMsg{ts: ts, isResp: resp, seq: s.segSeq, ack: s.segAck}
+			return b
+		}
+	}
 	// Search over what was kept from earlier segments plus b, so that a
 	// start line split across segments is found.
 	h.buf = append(h.buf, b...)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -126,6 +127,12 @@ func runRead(ctx context.Context, e *env, args []string) error {
 		// first one; a file is finite, so the caps can be generous.
 		cfg.StreamRetainBytes = 256 << 20
 		cfg.TotalRetainBytes = 2 << 30
+	}
+	if os.Getenv("GOGC") == "" {
+		// A file read is a batch job whose live heap is small and bounded
+		// (stream table, retained packets): trade some memory for less
+		// collector work, unless the user chose otherwise.
+		debug.SetGCPercent(400)
 	}
 	d := dissect.New(cfg)
 	progress := progressFunc(e.stderr)
