@@ -149,6 +149,7 @@ func fixtures() map[string]*dissect.Entry {
 			Src:      ep("10.0.0.9", 41000, "", ""),
 			Dst:      ep("10.0.2.2", 5432, "postgres.db", "db"),
 			Node:     node1, Timestamp: at(9), Stream: "000000000011_tcp.pcap", StreamID: 11, Outgoing: true,
+			L4: &dissect.L4Stream{FirstSeen: at(9), LastSeen: at(70), PacketsUp: 10, PacketsDown: 8, BytesUp: 1200, BytesDown: 64000, SYN: true, RST: true},
 		},
 		"udp": {
 			Protocol: dissect.Protocol{Name: "udp", Abbr: "UDP", Layer4: "udp"},

@@ -221,6 +221,37 @@ func init() {
 	boolField("outgoing", "", "true when the entry leaves the node",
 		func(e *dissect.Entry) (bool, bool) { return e.Outgoing, true })
 
+	// The stream's L3/L4 summary, on every entry that carries one.
+	l4Int := func(name string, kind Kind, doc string, f func(l *dissect.L4Stream) int64) {
+		intField("l4."+name, kind, "", doc, func(e *dissect.Entry) (int64, bool) {
+			if e.L4 == nil {
+				return 0, false
+			}
+			return f(e.L4), true
+		})
+	}
+	l4Int("firstSeen", KindTime, "Unix milliseconds of the stream's first packet", func(l *dissect.L4Stream) int64 { return l.FirstSeen })
+	l4Int("lastSeen", KindTime, "Unix milliseconds of the stream's latest packet", func(l *dissect.L4Stream) int64 { return l.LastSeen })
+	l4Int("packetsUp", KindInt, "packets from src to dst", func(l *dissect.L4Stream) int64 { return int64(l.PacketsUp) })
+	l4Int("packetsDown", KindInt, "packets from dst to src", func(l *dissect.L4Stream) int64 { return int64(l.PacketsDown) })
+	l4Int("bytesUp", KindInt, "bytes from src to dst", func(l *dissect.L4Stream) int64 { return int64(l.BytesUp) })
+	l4Int("bytesDown", KindInt, "bytes from dst to src", func(l *dissect.L4Stream) int64 { return int64(l.BytesDown) })
+	for _, fl := range []struct {
+		name string
+		get  func(l *dissect.L4Stream) bool
+	}{
+		{"syn", func(l *dissect.L4Stream) bool { return l.SYN }},
+		{"fin", func(l *dissect.L4Stream) bool { return l.FIN }},
+		{"rst", func(l *dissect.L4Stream) bool { return l.RST }},
+	} {
+		boolField("l4."+fl.name, "", "TCP "+strings.ToUpper(fl.name)+" seen on the stream", func(e *dissect.Entry) (bool, bool) {
+			if e.L4 == nil {
+				return false, false
+			}
+			return fl.get(e.L4), true
+		})
+	}
+
 	// HTTP.
 	const h = "http"
 	rq := func(f func(r *dissect.HTTPRequest) string) func(e *dissect.Entry) (string, bool) {

@@ -256,6 +256,14 @@ var queryTable = []struct{ q, want string }{
 	{`streamId == 7`, "cname"},
 	{`stream == "000000000011_tcp.pcap"`, "tcp"},
 
+	// The stream's L4 summary.
+	{`l4.rst`, "tcp"},
+	{`l4.syn and not l4.fin`, "tcp"},
+	{`l4.bytesDown > 10000`, "tcp"},
+	{`l4.packetsUp + l4.packetsDown >= 18`, "tcp"},
+	{`l4.lastSeen - l4.firstSeen > seconds(60)`, "tcp"},
+	{`l4.packetsUp == nil`, "ALL -tcp"},
+
 	// DNS and TLS fields.
 	{`response.code == "NXDomain"`, "nx"},
 	{`dns and response.code != "NoError"`, "nx"},

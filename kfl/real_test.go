@@ -1,0 +1,81 @@
+package kfl
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/kflcap/kflcap/dissect"
+)
+
+// TestOnDissectedCapture runs queries on the entries the dissectors make
+// from a real capture (dissect/testdata) and checks each against an oracle
+// written directly in Go over the same entries.
+func TestOnDissectedCapture(t *testing.T) {
+	const path = "../dissect/testdata/http.pcap"
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("no capture: %v", err)
+	}
+	var entries []*dissect.Entry
+	d := dissect.New(dissect.Config{OnEntry: func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) }})
+	if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if len(entries) == 0 {
+		t.Skip("the capture gave no entries")
+	}
+	resp := func(e *dissect.Entry) *dissect.HTTPResponse {
+		if e.HTTP == nil || !e.HTTP.HasResponse {
+			return nil
+		}
+		return &e.HTTP.Response
+	}
+	for _, tc := range []struct {
+		q      string
+		oracle func(e *dissect.Entry) bool
+	}{
+		{"http", func(e *dissect.Entry) bool { return e.HTTP != nil }},
+		{"tcp", func(e *dissect.Entry) bool { return e.Protocol.Layer4 == "tcp" }},
+		{"http and response.status == 200", func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status == 200 }},
+		{"http and response.status >= 400", func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status >= 400 }},
+		{`response.status == r"^3"`, func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status >= 300 && r.Status < 400 }},
+		{`request.path.startsWith("/status/")`, func(e *dissect.Entry) bool {
+			return e.HTTP != nil && strings.HasPrefix(e.HTTP.Request.Path, "/status/")
+		}},
+		{`request.method == "HEAD"`, func(e *dissect.Entry) bool { return e.HTTP != nil && e.HTTP.Request.Method == "HEAD" }},
+		{`response.headers["content-length"] != nil`, func(e *dissect.Entry) bool {
+			r := resp(e)
+			if r == nil {
+				return false
+			}
+			_, ok := r.Headers.Lookup("Content-Length")
+			return ok
+		}},
+		{`response.headers["content-encoding"] == "gzip"`, func(e *dissect.Entry) bool {
+			r := resp(e)
+			return r != nil && r.Headers.Get("content-encoding") == "gzip"
+		}},
+		{`http and response.status == nil`, func(e *dissect.Entry) bool { return e.HTTP != nil && !e.HTTP.HasResponse }},
+		{`dst.port == 8080 or src.port == 8080`, func(e *dissect.Entry) bool { return e.Dst.Port == 8080 || e.Src.Port == 8080 }},
+		{`cel: http && status_code == 200`, func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status == 200 }},
+	} {
+		q := MustCompile(tc.q)
+		p := q.Prefilter()
+		n := 0
+		for _, e := range entries {
+			got, want := q.Match(e), tc.oracle(e)
+			if got != want {
+				t.Errorf("%q on %s %s: got %v, want %v", tc.q, e.Stream, e.Protocol.Name, got, want)
+			}
+			if got {
+				n++
+				if !acceptsStream(p, e) {
+					t.Errorf("%q: prefilter %v drops %s", tc.q, p, e.Stream)
+				}
+			}
+		}
+		t.Logf("%-50s %d of %d entries", tc.q, n, len(entries))
+	}
+}
