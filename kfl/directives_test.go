@@ -63,7 +63,7 @@ func TestExplain(t *testing.T) {
 		"grouping:   (http and response.status == 500) or (not dns and src.ip.inCidr(\"10.0.0.0/8\"))",
 		"├─ and",
 		"│  └─ response.status == 500",
-		"             │  └─ dns",
+		"│  └─ dns",
 		"Kubeshark nests and/or to the right",
 		"response.status  int",
 		"src.ip           ip",
