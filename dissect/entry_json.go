@@ -153,13 +153,21 @@ func nonNilR(s []DNSRecord) []DNSRecord {
 // fields keep their tags.
 type entryJSON Entry
 
-// MarshalJSON writes the entry as Kubeshark does: the common fields plus
-// "request" and "response" objects shaped per protocol, and "l4" counters.
-func (e *Entry) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		*entryJSON
-		Request  map[string]any `json:"request"`
-		Response map[string]any `json:"response"`
-		L4       *L4Stream      `json:"l4,omitempty"`
-	}{(*entryJSON)(e), e.Request(), e.Response(), e.L4})
+// EntryJSON is the JSON form of an entry: the common fields plus
+// "request" and "response" objects shaped per protocol (as Kubeshark does)
+// and "l4" counters. Encoding it directly, rather than through
+// Entry.MarshalJSON, spares encoding/json re-scanning the marshaller's output.
+type EntryJSON struct {
+	*entryJSON
+	Request  map[string]any `json:"request"`
+	Response map[string]any `json:"response"`
+	L4       *L4Stream      `json:"l4,omitempty"`
 }
+
+// JSON returns the entry's JSON form.
+func (e *Entry) JSON() EntryJSON {
+	return EntryJSON{(*entryJSON)(e), e.Request(), e.Response(), e.L4}
+}
+
+// MarshalJSON writes the entry's JSON form (see JSON).
+func (e *Entry) MarshalJSON() ([]byte, error) { return json.Marshal(e.JSON()) }

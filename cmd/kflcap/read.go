@@ -113,7 +113,7 @@ func runRead(ctx context.Context, e *env, args []string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if *asJSON {
-				if err := enc.Encode(en); err != nil && printErr == nil {
+				if err := enc.Encode(en.JSON()); err != nil && printErr == nil {
 					printErr = err
 				}
 				return
