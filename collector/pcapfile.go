@@ -76,18 +76,23 @@ type PcapWriter struct {
 
 // NewPcapWriter writes the file header.
 func NewPcapWriter(w io.Writer, ifaces []Iface, snaplen uint32) (*PcapWriter, error) {
-	pw := &PcapWriter{w: bufio.NewWriterSize(w, 1<<20), raw: w, types: map[int]layers.LinkType{}}
+	types := map[int]layers.LinkType{}
+	link := layers.LinkTypeLinuxSLL2
 	for i, ifc := range ifaces {
-		pw.types[ifc.Index] = ifc.LinkType
+		types[ifc.Index] = ifc.LinkType
 		if i == 0 {
-			pw.link = ifc.LinkType
-		} else if ifc.LinkType != pw.link {
-			pw.link = layers.LinkTypeLinuxSLL2
+			link = ifc.LinkType
+		} else if ifc.LinkType != link {
+			link = layers.LinkTypeLinuxSLL2
 		}
 	}
-	if len(ifaces) == 0 {
-		pw.link = layers.LinkTypeLinuxSLL2
-	}
+	return newPcapWriterLink(w, link, types, snaplen, 1<<20)
+}
+
+// newPcapWriterLink writes a file of link type link; with LINUX_SLL2,
+// types gives each interface's own link type for the conversion.
+func newPcapWriterLink(w io.Writer, link layers.LinkType, types map[int]layers.LinkType, snaplen uint32, bufSize int) (*PcapWriter, error) {
+	pw := &PcapWriter{w: bufio.NewWriterSize(w, bufSize), raw: w, types: types, link: link}
 	var h [24]byte
 	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d) // nanosecond magic
 	binary.LittleEndian.PutUint16(h[4:], 2)

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kflcap/kflcap/bpf"
+	"github.com/kflcap/kflcap/collector"
+	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/internal/config"
+	"github.com/kflcap/kflcap/kfl"
+	"github.com/kflcap/kflcap/upload"
+	"gopkg.in/yaml.v3"
+)
+
+func init() {
+	register("agent", command{summary: "run the node agent: continuous KFL jobs into pcap repositories", run: runAgent})
+}
+
+const agentExamples = `  kflcap agent                                   # embedded default: HTTP 500s and DNS into ./kflcap-data/
+  kflcap agent --config /etc/kflcap/config.yaml
+  kflcap agent --kfl 'http and response.status == 500' --kfl dns
+  kflcap agent --config c.yaml --print-config   # the effective configuration, secrets masked`
+
+func runAgent(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("agent", "agent [--config FILE] [--kfl QUERY]...", agentExamples, e.stdout)
+	cfgPath := fs.String("config", "", "configuration `FILE` (YAML; default: the embedded default)")
+	var queries stringList
+	fs.Var(&queries, "kfl", "a KFL query for a job (repeatable; replaces kflPcapS3.kflArr)")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets masked) and exit")
+	grace := fs.Duration("grace", 20*time.Second, "on SIGTERM, how long sealing and delivery may take before exit")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("unexpected argument %q", pos[0])
+	}
+	var cfg *config.Config
+	if *cfgPath == "" {
+		cfg, err = config.Default()
+	} else {
+		cfg, err = config.Load(*cfgPath)
+	}
+	if err != nil {
+		return usageErrorf("config: %v", err)
+	}
+	if len(queries) > 0 {
+		cfg.KflPcapS3.KflArr = queries
+		cfg.KflPcapS3.Active = true
+	}
+	if *printConfig {
+		out, err := yaml.Marshal(cfg)
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(out)
+		return err
+	}
+	a, err := newAgent(cfg, e.log)
+	if err != nil {
+		return err
+	}
+	return a.run(ctx, *grace)
+}
+
+// agent wires capture → dissector → jobs → repositories → outbox → sinks.
+type agent struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	queries []*kfl.Query
+	ifaces  []collector.Iface
+	spool   *collector.Spool
+	outbox  *upload.Outbox
+	names   *collector.Names
+	jobs    []*collector.Job
+}
+
+// newAgent checks everything that can be checked before attaching: queries
+// (with their positions), spool and local directories, interfaces. Its
+// errors are usage errors (exit 2).
+func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
+	a := &agent{cfg: cfg, log: log, names: collector.NewNames(0)}
+	if err := kfl.ValidateMacros(cfg.KFL.Macros); err != nil {
+		return nil, usageErrorf("config: kfl.macros: %v", err)
+	}
+	if cfg.KflPcapS3.Active {
+		for i, src := range cfg.KflPcapS3.KflArr {
+			q, err := kfl.Compile(src, kfl.WithMacros(cfg.KFL.Macros))
+			if err != nil {
+				var ke *kfl.Error
+				if errors.As(err, &ke) {
+					return nil, usageErrorf("config: kflPcapS3.kflArr[%d]: kfl: %s", i, ke.Detailed())
+				}
+				return nil, usageErrorf("config: kflPcapS3.kflArr[%d]: %v", i, err)
+			}
+			a.queries = append(a.queries, q)
+		}
+	}
+	for _, d := range []struct{ key, dir string }{{"spool.dir", cfg.Spool.Dir}, {"local.dir", cfg.Local.Dir}} {
+		if err := checkWritableDir(d.dir); err != nil {
+			return nil, usageErrorf("config: %s: %v", d.key, err)
+		}
+	}
+	ifaces, err := collector.Discover("", cfg.Capture.Interfaces)
+	if err != nil {
+		return nil, usageErrorf("config: capture.interfaces: %v", err)
+	}
+	a.ifaces = ifaces
+	if cfg.KflPcapS3.S3Bucket != "" {
+		log.Warn("kflPcapS3.s3Bucket is set but this build has no S3 sink yet: repositories stay in the local sink", "bucket", cfg.KflPcapS3.S3Bucket)
+	}
+	return a, nil
+}
+
+// checkWritableDir creates dir and proves a file can be written in it.
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".kflcap-write-test-*")
+	if err != nil {
+		return fmt.Errorf("not writable: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func (a *agent) run(ctx context.Context, grace time.Duration) error {
+	cfg := a.cfg
+	spoolDir := cfg.Spool.Dir
+	if removed, err := collector.RecoverSpool(spoolDir); err != nil {
+		return err
+	} else if len(removed) > 0 {
+		a.log.Warn("removed unsealed repositories left by a previous run", "spool", spoolDir, "removed", removed)
+	}
+	a.spool = &collector.Spool{Dir: spoolDir, MaxBytes: int64(cfg.Spool.MaxBytes)}
+	a.spool.Rescan()
+	outboxDir := filepath.Join(spoolDir, "outbox")
+	var err error
+	a.outbox, err = upload.NewOutbox(outboxDir, []upload.Sink{&upload.LocalSink{Dir: cfg.Local.Dir}}, a.log)
+	if err != nil {
+		return err
+	}
+	if err := a.names.LoadHosts("/etc/hosts", time.Now()); err != nil {
+		a.log.Debug("no /etc/hosts names", "err", err)
+	}
+
+	outboxCtx, stopOutbox := context.WithCancel(context.Background())
+	defer stopOutbox()
+	outboxDone := make(chan struct{})
+	go func() { a.outbox.Run(outboxCtx); close(outboxDone) }()
+
+	if len(a.queries) == 0 {
+		a.log.Info("no active jobs (kflPcapS3.active is false): delivering what the spool holds, capturing nothing")
+		<-ctx.Done()
+		return a.shutdown(nil, nil, stopOutbox, outboxDone, grace)
+	}
+
+	pf := kfl.Pushdown(a.queries...)
+	prefilter := bpf.Prefilter{}
+	if !pf.All {
+		prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
+	}
+	backend := bpf.Backend(cfg.Capture.Backend)
+	live, err := collector.StartLive(collector.LiveOptions{
+		Ifaces: a.ifaces, Backend: backend, Snaplen: uint32(cfg.Capture.Snaplen),
+		RingBytes: uint32(cfg.Capture.RingBufferBytes), PinDir: bpf.DefaultPinRoot,
+		Prefilter: prefilter, Logger: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start capture: %w", err)
+	}
+	defer live.Close()
+	var attached []string
+	for _, at := range live.Attachments() {
+		attached = append(attached, at.Iface.Name+"/"+string(at.Backend))
+	}
+	a.log.Info("capturing", "interfaces", strings.Join(attached, ","), "jobs", len(a.queries), "prefilter_all", pf.All, "spool", spoolDir, "local", cfg.Local.Dir)
+
+	linkTypes := map[int]collector.Iface{}
+	for _, ifc := range a.ifaces {
+		linkTypes[ifc.Index] = ifc
+	}
+	var dis *dissect.Dissector
+	stats := func() map[string]uint64 {
+		m := map[string]uint64{}
+		if c, err := live.Counters(); err == nil {
+			t := bpf.Total(c)
+			m["packets_seen"] = t.Seen - t.Filtered
+			m["packets_prefiltered"] = t.Filtered
+			m["packets_captured"] = t.Delivered
+			m["packets_dropped_kernel"] = t.Dropped()
+		}
+		m["packets_dropped_userspace"] = live.Stages.Malformed.Load()
+		if dis != nil {
+			s := dis.Stats()
+			m["dissect_malformed"] = s.Malformed
+			m["streams_evicted"] = s.StreamsEvicted
+			m["retain_overflow"] = s.RetainOverflow
+		}
+		m["spool_refused_streams"] = a.spool.Refused.Load()
+		return m
+	}
+	lifetime := cfg.KflPcapS3.RepositoryLifetime()
+	for i := range a.queries {
+		a.jobs = append(a.jobs, &collector.Job{
+			Index: i, Query: cfg.KflPcapS3.KflArr[i], Prefix: cfg.KflPcapS3.Prefix,
+			Limits:  collector.JobLimits{Lifetime: lifetime, MaxStreams: cfg.KflPcapS3.MaxL4Streams, MaxBytes: int64(cfg.KflPcapS3.MaxBytes)},
+			Outbox:  outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen),
+			Content: a.content, Stats: stats, Names: a.names,
+			OnSealed: func(s collector.Sealed) {
+				a.log.Info("repository sealed", "archive", filepath.Base(s.Path), "kfl_index", s.KFLIndex, "streams", s.Streams, "bytes", s.Bytes)
+				a.outbox.Notify()
+			},
+			Verbose: cfg.KflPcapS3.Verbose, Log: a.log,
+		})
+	}
+	dis = dissect.New(dissect.Config{
+		Workers:           runtime.NumCPU(),
+		StreamRetainBytes: 1 << 20,
+		Node:              dissect.Node{Name: cfg.Node.Name, IP: cfg.Node.IP},
+		Logger:            a.log,
+		OnEntry:           a.onEntry,
+	})
+
+	// Seal on time, follow the spool, expire idle streams.
+	tickCtx, stopTick := context.WithCancel(context.Background())
+	var tickers sync.WaitGroup
+	tickers.Add(1)
+	go func() {
+		defer tickers.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		n := 0
+		for {
+			select {
+			case <-tickCtx.Done():
+				return
+			case now := <-t.C:
+				for _, j := range a.jobs {
+					j.Tick(now)
+				}
+				if n++; n%20 == 0 {
+					a.spool.Rescan()
+				}
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		a.log.Info("stopping: detaching, then sealing open repositories", "grace", grace)
+		live.Stop()
+	}()
+
+	// Tick after every batch hands the workers what Feed has buffered (so
+	// entries, and selections, follow the traffic closely) and, when the
+	// link is idle, still expires streams.
+	idle := time.NewTicker(250 * time.Millisecond)
+	defer idle.Stop()
+feed:
+	for {
+		select {
+		case b, ok := <-live.Batches():
+			if !ok {
+				break feed
+			}
+			for i := range b.Packets {
+				p := &b.Packets[i]
+				dis.Feed(dissect.Packet{
+					Timestamp: time.Unix(0, p.UnixNano), LinkType: linkTypes[p.Ifindex].LinkType,
+					Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
+				})
+			}
+			b.Release()
+			dis.Tick(time.Now())
+		case now := <-idle.C:
+			dis.Tick(now)
+		}
+	}
+	readErr := live.Wait()
+	dis.Close() // pending requests become entries; they may still select streams
+	stopTick()
+	tickers.Wait()
+	return errors.Join(readErr, a.shutdown(live, dis, stopOutbox, outboxDone, grace))
+}
+
+// onEntry learns names from DNS answers and selects the entry's stream for
+// every job whose query matches.
+func (a *agent) onEntry(e *dissect.Entry, s dissect.StreamRef) {
+	if e.DNS != nil && e.DNS.HasResponse {
+		at := time.UnixMilli(e.Timestamp)
+		for _, r := range e.DNS.Response.Answers {
+			if r.IP != "" {
+				a.names.Add(at, r.IP, collector.NameRecord{FullAddress: strings.TrimSuffix(r.Name, ".")})
+			}
+		}
+	}
+	for i, q := range a.queries {
+		if q.Match(e) {
+			s.Select(a.jobs[i])
+		}
+	}
+}
+
+// content is what every content.json carries besides the wrapper's fields.
+func (a *agent) content() map[string]any {
+	return map[string]any{
+		"node":           map[string]string{"name": a.cfg.Node.Name, "ip": a.cfg.Node.IP, "cluster": a.cfg.Node.Cluster},
+		"kflcap_version": version,
+	}
+}
+
+// shutdown seals open repositories and gives the outbox the grace period
+// to deliver; what is not delivered stays in the spool for the next start.
+func (a *agent) shutdown(live *collector.Live, dis *dissect.Dissector, stopOutbox context.CancelFunc, outboxDone chan struct{}, grace time.Duration) error {
+	for _, j := range a.jobs {
+		j.Flush()
+	}
+	stopOutbox()
+	<-outboxDone
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if !a.outbox.Drain(ctx) {
+		a.log.Warn("grace period over: undelivered repositories stay in the spool for the next start", "pending", a.outbox.Pending())
+	}
+	if live != nil {
+		total := map[string]uint64{}
+		if c, err := live.Counters(); err == nil {
+			t := bpf.Total(c)
+			total["seen"], total["captured"], total["dropped_kernel"] = t.Seen-t.Filtered, t.Delivered, t.Dropped()
+		}
+		s := dis.Stats()
+		a.log.Info("stopped", "packets_seen", total["seen"], "packets_captured", total["captured"], "dropped_kernel", total["dropped_kernel"],
+			"dropped_userspace", live.Stages.Malformed.Load(), "streams", s.Streams, "entries", s.Entries, "spool_refused_streams", a.spool.Refused.Load())
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package collector
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kflcap/kflcap/dissect"
+)
+
+// JobLimits say when a job's repository seals.
+type JobLimits struct {
+	Lifetime   time.Duration // since the repository opened
+	MaxStreams int           // a further stream opens the next repository
+	MaxBytes   int64         // packet bytes; 0: no cap
+}
+
+// Spool tracks the bytes under the spool directory so that a full spool
+// stops new selections instead of filling the disk.
+type Spool struct {
+	Dir      string
+	MaxBytes int64
+	used     atomic.Int64
+	Refused  atomic.Uint64 // streams not selected because the spool was full
+}
+
+// Rescan measures the spool's size again (sealed archives are delivered
+// and removed by the outbox; this catches up with that).
+func (s *Spool) Rescan() {
+	var total int64
+	filepath.WalkDir(s.Dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return nil
+	})
+	s.used.Store(total)
+}
+
+// Used is the last known spool size.
+func (s *Spool) Used() int64 { return s.used.Load() }
+
+func (s *Spool) full() bool { return s.MaxBytes > 0 && s.used.Load() >= s.MaxBytes }
+
+// Sealed describes a sealed archive, for the outbox and logs.
+type Sealed struct {
+	Path     string
+	KFLIndex int
+	KFLQuery string
+	Streams  int
+	Bytes    int64
+}
+
+// Job keeps the streams one KFL query selects in a series of repositories.
+// It is a dissect.Sink: the agent selects streams to it when an entry
+// matches its query. Safe for concurrent use (dissector workers, the tick
+// loop, shutdown).
+type Job struct {
+	Index  int
+	Query  string
+	Prefix string
+	Limits JobLimits
+	// Outbox is where sealed archives go.
+	Outbox  string
+	Spool   *Spool
+	Snaplen uint32
+	// Content adds fields to every content.json (node, version, …).
+	Content func() map[string]any
+	// Stats returns counters whose change over a repository's lifetime
+	// goes into its content.json ("capture").
+	Stats func() map[string]uint64
+	Names *Names
+	// OnSealed is called (from a sealing goroutine) for each archive.
+	OnSealed func(Sealed)
+	Verbose  bool
+	Log      *slog.Logger
+
+	mu       sync.Mutex
+	cur      *Repository
+	curStats map[string]uint64
+	lastUnix int64
+	refused  map[uint64]bool
+	sealing  sync.WaitGroup
+}
+
+// StreamPacket implements dissect.Sink.
+func (j *Job) StreamPacket(info dissect.StreamInfo, p dissect.Packet) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.refused[info.ID] {
+		return
+	}
+	if j.cur != nil && !j.cur.Has(info.ID) && j.cur.Streams() >= j.Limits.MaxStreams {
+		j.sealLocked("maxL4Streams")
+	}
+	if j.cur == nil || !j.cur.Has(info.ID) {
+		if j.Spool != nil && j.Spool.full() {
+			if j.refused == nil {
+				j.refused = map[uint64]bool{}
+			}
+			j.refused[info.ID] = true
+			j.Spool.Refused.Add(1)
+			j.Log.Warn("spool full: stream not kept", "job", j.Index, "stream", info.Name, "spool_bytes", j.Spool.Used())
+			return
+		}
+		if j.cur == nil {
+			r, err := NewRepository(j.Spool.Dir, j.Snaplen)
+			if err != nil {
+				j.Log.Error("open repository", "job", j.Index, "err", err)
+				return
+			}
+			j.cur = r
+			if j.Stats != nil {
+				j.curStats = j.Stats()
+			}
+		}
+		j.cur.AddStream(info.ID, info.Name)
+		if j.Verbose {
+			j.Log.Info("stream selected", "job", j.Index, "query", j.Query, "stream", info.Name, "lost_before_selection", info.Lost)
+		}
+	}
+	if err := j.cur.Append(info.ID, p.Timestamp.UnixNano(), p.OrigLen, p.IfIndex, p.LinkType, p.Outgoing, p.Data); err != nil {
+		j.Log.Error("write repository", "job", j.Index, "err", err)
+		return
+	}
+	if j.Spool != nil {
+		j.Spool.used.Add(int64(len(p.Data)))
+	}
+	if j.Limits.MaxBytes > 0 && j.cur.Bytes() >= j.Limits.MaxBytes {
+		j.sealLocked("maxBytes")
+	}
+}
+
+// StreamEnd implements dissect.Sink.
+func (j *Job) StreamEnd(info dissect.StreamInfo) {
+	j.mu.Lock()
+	delete(j.refused, info.ID)
+	j.mu.Unlock()
+}
+
+// Tick seals the open repository when its lifetime has passed.
+func (j *Job) Tick(now time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cur != nil && now.Sub(j.cur.Opened) >= j.Limits.Lifetime {
+		j.sealLocked("maxMinutes")
+	}
+}
+
+// Flush seals the open repository (at shutdown) and waits for every seal
+// in progress.
+func (j *Job) Flush() {
+	j.mu.Lock()
+	if j.cur != nil {
+		j.sealLocked("shutdown")
+	}
+	j.mu.Unlock()
+	j.sealing.Wait()
+}
+
+// sealLocked hands the open repository to a sealing goroutine; the next
+// selected packet opens a new one.
+func (j *Job) sealLocked(reason string) {
+	r := j.cur
+	j.cur = nil
+	if r == nil || r.Streams() == 0 {
+		if r != nil {
+			r.Discard()
+		}
+		return
+	}
+	now := time.Now()
+	// Names carry the second; two seals of one job in one second get
+	// consecutive seconds rather than the same name.
+	sec := now.Unix()
+	if sec <= j.lastUnix {
+		sec = j.lastUnix + 1
+	}
+	j.lastUnix = sec
+	at := time.Unix(sec, 0)
+	content := map[string]any{"kfl_index": j.Index, "kfl_query": j.Query}
+	if j.Content != nil {
+		for k, v := range j.Content() {
+			content[k] = v
+		}
+	}
+	if j.Stats != nil {
+		delta := map[string]uint64{}
+		for k, v := range j.Stats() {
+			delta[k] = v - j.curStats[k]
+		}
+		content["capture"] = delta
+	}
+	content["seal_reason"] = reason
+	content["opened"] = r.Opened.UTC().Format(time.RFC3339Nano)
+	info := SealInfo{
+		Name:    fmt.Sprintf("kfl_%d_%s_%d.tar.gz", j.Index, j.Prefix, sec),
+		Time:    at,
+		Content: content,
+	}
+	if j.Names != nil {
+		info.Names = j.Names.History(r.Opened, now)
+	}
+	streams, bytes := r.Streams(), r.Bytes()
+	j.sealing.Add(1)
+	go func() {
+		defer j.sealing.Done()
+		path, err := r.Seal(j.Outbox, info)
+		if err != nil {
+			// The packets stay in the spool's .partial directory; a restart
+			// removes it. Nothing corrupt reaches the outbox.
+			j.Log.Error("seal repository", "job", j.Index, "archive", info.Name, "err", err)
+			return
+		}
+		if j.Verbose {
+			j.Log.Info("repository sealed", "job", j.Index, "archive", info.Name, "streams", streams, "bytes", bytes, "reason", reason)
+		}
+		if j.OnSealed != nil {
+			j.OnSealed(Sealed{Path: path, KFLIndex: j.Index, KFLQuery: j.Query, Streams: streams, Bytes: bytes})
+		}
+	}()
+}

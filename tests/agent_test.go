@@ -1,0 +1,355 @@
+package tests
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kflcap/kflcap/internal/netnstest"
+)
+
+// agentEnv is an agent running inside namespace A of a pair, with an HTTP
+// status server and a DNS server (dnsmasq) in namespace B.
+type agentEnv struct {
+	p       *netnstest.Pair
+	dir     string // spool and local dirs live here
+	local   string
+	agent   *proc
+	tcpdump *proc
+	oracle  string // tcpdump's capture of the same interface
+	cfgPath string
+}
+
+func startServersForAgent(t *testing.T, p *netnstest.Pair) {
+	t.Helper()
+	netnstest.RequireTool(t, "python3", "curl", "dig", "dnsmasq", "tshark", "tcpdump")
+	netnstest.Start(t, p.B, "python3", "testdata/statusserver.py", p.IPB, "8080")
+	netnstest.Start(t, p.B, "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--listen-address="+p.IPB, "--bind-interfaces",
+		"--address=/shop.example.test/10.99.7.7", "--address=/api.example.test/10.99.7.8", "--pid-file=")
+	netnstest.WaitListening(t, p.B, "tcp", 8080)
+	netnstest.WaitListening(t, p.B, "udp", 53)
+}
+
+func writeAgentConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`node: {name: test-node, ip: 10.99.0.1, cluster: e2e}
+capture: {interfaces: [any]}
+kflPcapS3:
+  kflArr: ["http and response.status == 500", "dns"]
+  verbose: true
+%s
+spool: {dir: %s/spool}
+local: {dir: %s/repos}
+`, extra, dir, dir)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startAgent runs the agent inside namespace A (ip netns exec), and
+// tcpdump beside it as the oracle.
+func startAgent(t *testing.T, p *netnstest.Pair, dir, cfgPath string) *agentEnv {
+	t.Helper()
+	env := &agentEnv{p: p, dir: dir, local: filepath.Join(dir, "repos"), cfgPath: cfgPath, oracle: filepath.Join(dir, "oracle.pcap")}
+	env.tcpdump = start(t, "ip", "netns", "exec", p.A, "tcpdump", "-i", p.IfA, "-s", "65535", "-B", "16384", "--immediate-mode", "-U", "-w", env.oracle)
+	env.tcpdump.waitStderr(t, "listening on", 20*time.Second)
+	env.agent = start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfgPath)
+	env.agent.waitStderr(t, "msg=capturing", 20*time.Second)
+	return env
+}
+
+// stop ends the agent with SIGTERM (it must exit 0 within the grace
+// period) and the oracle.
+func (env *agentEnv) stop(t *testing.T) {
+	t.Helper()
+	env.agent.cmd.Process.Signal(syscall.SIGTERM)
+	if code := env.agent.wait(t, 25*time.Second); code != 0 {
+		t.Fatalf("agent exited %d:\n%s", code, env.agent.Stderr())
+	}
+	time.Sleep(200 * time.Millisecond)
+	env.tcpdump.interrupt(t)
+}
+
+// repo is one extracted repository.
+type repo struct {
+	name    string
+	files   map[string]string // member name → extracted path
+	content map[string]any
+	history map[string]map[string]map[string]string
+}
+
+func readRepos(t *testing.T, dir string) []repo {
+	t.Helper()
+	names, _ := filepath.Glob(filepath.Join(dir, "*.tar.gz"))
+	sort.Strings(names)
+	var out []repo
+	for _, n := range names {
+		r := repo{name: filepath.Base(n), files: map[string]string{}}
+		xdir := t.TempDir()
+		f, err := os.Open(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		tr := tar.NewReader(gz)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", n, err)
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(xdir, h.Name)
+			os.WriteFile(p, b, 0o644)
+			r.files[h.Name] = p
+			switch h.Name {
+			case "content.json":
+				if err := json.Unmarshal(b, &r.content); err != nil {
+					t.Fatalf("%s content.json: %v", n, err)
+				}
+			case "name_resolution_history.json":
+				if err := json.Unmarshal(b, &r.history); err != nil {
+					t.Fatalf("%s name_resolution_history.json: %v", n, err)
+				}
+			}
+		}
+		f.Close()
+		out = append(out, r)
+	}
+	return out
+}
+
+func (r repo) streams() []string {
+	var s []string
+	for _, v := range r.content["l4_streams"].([]any) {
+		s = append(s, v.(string))
+	}
+	return s
+}
+
+// checkShape checks content.json's wrapper fields and that the members are
+// exactly the streams, the merged pcap and the two JSON files.
+func checkShape(t *testing.T, r repo, wantIndex int, wantQuery string) {
+	t.Helper()
+	if got := r.content["kfl_index"]; got != float64(wantIndex) {
+		t.Errorf("%s: kfl_index %v, want %d", r.name, got, wantIndex)
+	}
+	if got := r.content["kfl_query"]; got != wantQuery {
+		t.Errorf("%s: kfl_query %v", r.name, got)
+	}
+	ts, err := time.Parse("Mon, 02 Jan 2006 15:04:05 GMT", fmt.Sprint(r.content["time"]))
+	if err != nil {
+		t.Errorf("%s: time %q is not RFC 1123 GMT: %v", r.name, r.content["time"], err)
+	}
+	merged := fmt.Sprint(r.content["pcap_file_name"])
+	if merged != fmt.Sprintf("%d.pcap", ts.Unix()) {
+		t.Errorf("%s: pcap_file_name %s does not match time %v", r.name, merged, ts)
+	}
+	wantName := fmt.Sprintf("kfl_%d_kflcap_%d.tar.gz", wantIndex, ts.Unix())
+	if r.name != wantName {
+		t.Errorf("archive name %s, want %s", r.name, wantName)
+	}
+	want := map[string]bool{"content.json": true, "name_resolution_history.json": true, merged: true}
+	for _, s := range r.streams() {
+		want[s] = true
+		if len(s) != len("000000000001_tcp.pcap") || !(strings.HasSuffix(s, "_tcp.pcap") || strings.HasSuffix(s, "_udp.pcap")) {
+			t.Errorf("%s: stream name %q", r.name, s)
+		}
+	}
+	for m := range r.files {
+		if !want[m] {
+			t.Errorf("%s: unexpected member %s", r.name, m)
+		}
+		delete(want, m)
+	}
+	for m := range want {
+		t.Errorf("%s: missing member %s", r.name, m)
+	}
+}
+
+// flows returns, per client port, the number of packets of the TCP or UDP
+// conversations with server port svc in a pcap, as tshark sees them.
+func flows(t *testing.T, file, proto string, svc int) map[string]int {
+	t.Helper()
+	out := tshark(t, "-r", file, "-Y", fmt.Sprintf("%s.port == %d", proto, svc), "-T", "fields", "-e", proto+".srcport", "-e", proto+".dstport")
+	m := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		f := strings.Split(l, "\t")
+		client := f[0]
+		if f[0] == fmt.Sprint(svc) {
+			client = f[1]
+		}
+		m[client]++
+	}
+	return m
+}
+
+func TestAgentJobs(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	dir := t.TempDir()
+	cfg := writeAgentConfig(t, dir, "  maxDuration: 3s")
+	env := startAgent(t, p, dir, cfg)
+
+	url := "http://" + p.IPB + ":8080"
+	// Distinct connections: one 500, one 200. Shared keep-alive
+	// connections: 200 then 500 (selected whole), 200 and 404 (not).
+	curl := func(paths ...string) {
+		args := []string{"-sS", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null"}
+		for _, p := range paths {
+			args = append(args, url+p)
+		}
+		netnstest.Exec(t, p.A, "curl", args...)
+	}
+	curl("/status/500")
+	curl("/status/200")
+	curl("/status/200", "/status/500", "/status/200")
+	curl("/status/200", "/status/404")
+	for _, name := range []string{"shop.example.test", "api.example.test", "nothing.example.test"} {
+		netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, name)
+	}
+	netnstest.Exec(t, p.A, "dig", "+tcp", "+tries=1", "+time=2", "@"+p.IPB, "shop.example.test")
+
+	// The repositories seal on time (3 s) while the agent runs.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if len(readRepos(t, env.local)) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no repositories sealed on time; agent:\n%s", env.agent.Stderr())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	env.stop(t)
+	repos := readRepos(t, env.local)
+
+	// The oracle: tcpdump's packets per connection.
+	httpOracle := flows(t, env.oracle, "tcp", 8080)
+	dnsUDP := flows(t, env.oracle, "udp", 53)
+	dnsTCP := flows(t, env.oracle, "tcp", 53)
+	// Which connections carried a 500, per tshark.
+	with500 := map[string]bool{}
+	out := tshark(t, "-r", env.oracle, "-Y", "http.response.code == 500", "-T", "fields", "-e", "tcp.dstport")
+	for _, port := range strings.Fields(out) {
+		with500[port] = true
+	}
+	if len(with500) != 2 || len(httpOracle) != 4 {
+		t.Fatalf("oracle: %d connections, %d with a 500; want 4 and 2", len(httpOracle), len(with500))
+	}
+
+	gotHTTP := map[string]int{}
+	gotDNSUDP, gotDNSTCP := map[string]int{}, map[string]int{}
+	for _, r := range repos {
+		idx := int(r.content["kfl_index"].(float64))
+		checkShape(t, r, idx, []string{"http and response.status == 500", "dns"}[idx])
+		sum := 0
+		for _, s := range r.streams() {
+			f := r.files[s]
+			if idx == 0 {
+				for port, n := range flows(t, f, "tcp", 8080) {
+					gotHTTP[port] += n
+				}
+				first := tshark(t, "-r", f, "-c", "1", "-T", "fields", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack")
+				if strings.TrimSpace(first) != "1\t0" {
+					t.Errorf("%s %s does not start with the SYN: %q", r.name, s, first)
+				}
+			} else {
+				for port, n := range flows(t, f, "udp", 53) {
+					gotDNSUDP[port] += n
+				}
+				for port, n := range flows(t, f, "tcp", 53) {
+					gotDNSTCP[port] += n
+				}
+			}
+			sum += strings.Count(tshark(t, "-r", f, "-T", "fields", "-e", "frame.number"), "\n")
+		}
+		// The merged pcap is the union, in time order.
+		merged := r.files[fmt.Sprint(r.content["pcap_file_name"])]
+		times := strings.Fields(tshark(t, "-r", merged, "-T", "fields", "-e", "frame.time_epoch"))
+		if len(times) != sum {
+			t.Errorf("%s: merged pcap has %d packets, streams %d", r.name, len(times), sum)
+		}
+		if !sort.SliceIsSorted(times, func(i, j int) bool { return times[i] < times[j] }) {
+			t.Errorf("%s: merged pcap not in time order", r.name)
+		}
+	}
+	for port, n := range httpOracle {
+		want := 0
+		if with500[port] {
+			want = n
+		}
+		if gotHTTP[port] != want {
+			t.Errorf("HTTP connection from port %s: %d packets in job 0's repositories, want %d (500: %v)", port, gotHTTP[port], want, with500[port])
+		}
+	}
+	if fmt.Sprint(gotDNSUDP) != fmt.Sprint(dnsUDP) || fmt.Sprint(gotDNSTCP) != fmt.Sprint(dnsTCP) {
+		t.Errorf("DNS flows in job 1's repositories: udp %v tcp %v; tcpdump saw udp %v tcp %v", gotDNSUDP, gotDNSTCP, dnsUDP, dnsTCP)
+	}
+	if len(dnsUDP) != 3 || len(dnsTCP) != 1 {
+		t.Errorf("oracle DNS flows: udp %v tcp %v, want 3 and 1", dnsUDP, dnsTCP)
+	}
+
+	// Names learnt from DNS answers are in the history.
+	found := false
+	for _, r := range repos {
+		for _, m := range r.history {
+			if m["10.99.7.7"]["FullAddress"] == "shop.example.test" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no repository's name_resolution_history.json maps 10.99.7.7 to shop.example.test")
+	}
+
+	// The progress log lists every archive once.
+	var log []map[string]any
+	b, err := os.ReadFile(filepath.Join(env.local, "progress_log.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &log); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range log {
+		seen[fmt.Sprint(e["file"])]++
+		if !strings.HasPrefix(fmt.Sprint(e["s3_url"]), "file:///") {
+			t.Errorf("progress entry url %v", e["s3_url"])
+		}
+	}
+	for _, r := range repos {
+		if seen[r.name] != 1 {
+			t.Errorf("%s appears %d times in the progress log", r.name, seen[r.name])
+		}
+	}
+	if len(log) != len(repos) {
+		t.Errorf("progress log has %d entries for %d archives", len(log), len(repos))
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, "spool", "*.partial")); len(ents) > 0 {
+		t.Errorf("partial repositories left: %v", ents)
+	}
+}
