@@ -331,4 +331,3 @@ func RecoverSpool(spool string) ([]string, error) {
 	}
 	return removed, nil
 }
-

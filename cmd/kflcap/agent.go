@@ -215,8 +215,8 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	for i := range a.queries {
 		a.jobs = append(a.jobs, &collector.Job{
 			Index: i, Query: cfg.KflPcapS3.KflArr[i], Prefix: cfg.KflPcapS3.Prefix,
-			Limits:  collector.JobLimits{Lifetime: lifetime, MaxStreams: cfg.KflPcapS3.MaxL4Streams, MaxBytes: int64(cfg.KflPcapS3.MaxBytes)},
-			Outbox:  outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen),
+			Limits: collector.JobLimits{Lifetime: lifetime, MaxStreams: cfg.KflPcapS3.MaxL4Streams, MaxBytes: int64(cfg.KflPcapS3.MaxBytes)},
+			Outbox: outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen),
 			Content: a.content, Stats: stats, Names: a.names,
 			OnSealed: func(s collector.Sealed) {
 				a.log.Info("repository sealed", "archive", filepath.Base(s.Path), "kfl_index", s.KFLIndex, "streams", s.Streams, "bytes", s.Bytes)
