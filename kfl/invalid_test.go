@@ -168,3 +168,10 @@ func TestDeepNesting(t *testing.T) {
 		t.Fatal("overlong query accepted")
 	}
 }
+
+func TestCELNamesInKFL(t *testing.T) {
+	_, err := Compile(`http and status_code == 500`)
+	if err == nil || !strings.Contains(err.Error(), "in KFL write response.status") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -210,6 +210,9 @@ func (c *compiler) unknownField(root *ident, canon, shown string) *Error {
 }
 
 func (c *compiler) unknownFieldMsg(root *ident, canon, shown string) *Error {
+	if v := celVarIndex[shown]; v != nil && v.kfl != shown {
+		return c.errAt(root.at, "unknown field %q: that is a KFL2 (CEL) variable; in KFL write %s, or use && and || for CEL", shown, v.kfl)
+	}
 	if fieldPrefix[canon] {
 		var subs []string
 		for _, p := range fieldOrder {
