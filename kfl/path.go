@@ -210,9 +210,6 @@ func (c *compiler) unknownField(root *ident, canon, shown string) *Error {
 }
 
 func (c *compiler) unknownFieldMsg(root *ident, canon, shown string) *Error {
-	if v := celVarIndex[shown]; v != nil && v.kfl != shown {
-		return c.errAt(root.at, "unknown field %q: that is a KFL2 (CEL) variable; in KFL write %s, or use && and || for CEL", shown, v.kfl)
-	}
 	if fieldPrefix[canon] {
 		var subs []string
 		for _, p := range fieldOrder {
@@ -224,6 +221,9 @@ func (c *compiler) unknownFieldMsg(root *ident, canon, shown string) *Error {
 			subs = append(subs[:6], "…")
 		}
 		return c.errAt(root.at, "%s is not a complete field: use one of %s", shown, strings.Join(subs, ", "))
+	}
+	if v := celVarIndex[shown]; v != nil && v.kfl != shown {
+		return c.errAt(root.at, "unknown field %q: that is a KFL2 (CEL) variable; in KFL write %s, or use && and || for CEL", shown, v.kfl)
 	}
 	if canon == root.name {
 		if s := suggest(canon, c.barewords()); s != "" {

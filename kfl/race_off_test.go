@@ -1,0 +1,5 @@
+//go:build !race
+
+package kfl
+
+const raceEnabled = false
