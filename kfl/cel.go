@@ -268,7 +268,7 @@ func compileCEL(orig, body string, o *options) (*Query, error) {
 		return nil, errorAt(orig, 0, "cel environment: %v", err)
 	}
 	// now() is sugar for the hidden clock variable.
-	expr := strings.ReplaceAll(body, "now()", "__now     ")
+	expr := rewriteNow(body)
 	if strings.TrimSpace(expr) == "" {
 		return nil, errorAt(orig, 0, "empty query")
 	}
@@ -414,4 +414,64 @@ func celPushEq(f string, v ref.Val) constraint {
 		}
 	}
 	return anything
+}
+
+// rewriteNow replaces calls now() by the hidden clock variable, outside
+// string literals, keeping every other character in place so that CEL's
+// error positions still point into the user's text.
+func rewriteNow(src string) string {
+	b := []byte(src)
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '"' || c == '\'':
+			q := c
+			triple := i+2 < len(b) && b[i+1] == q && b[i+2] == q
+			raw := i > 0 && (b[i-1] == 'r' || b[i-1] == 'R')
+			if triple {
+				end := strings.Index(string(b[i+3:]), string([]byte{q, q, q}))
+				if end < 0 {
+					return string(b)
+				}
+				i += 3 + end + 3
+				continue
+			}
+			i++
+			for i < len(b) && b[i] != q {
+				if b[i] == '\\' && !raw {
+					i++
+				}
+				i++
+			}
+			i++
+		case isIdentStart(c):
+			start := i
+			for i < len(b) && isIdentPart(b[i]) {
+				i++
+			}
+			if string(b[start:i]) != "now" || (start > 0 && b[start-1] == '.') {
+				continue
+			}
+			j := i
+			for j < len(b) && b[j] == ' ' {
+				j++
+			}
+			if j < len(b) && b[j] == '(' {
+				k := j + 1
+				for k < len(b) && b[k] == ' ' {
+					k++
+				}
+				if k < len(b) && b[k] == ')' {
+					copy(b[start:], "__now")
+					for p := start + 5; p <= k; p++ {
+						b[p] = ' '
+					}
+					i = k + 1
+				}
+			}
+		default:
+			i++
+		}
+	}
+	return string(b)
 }

@@ -580,15 +580,12 @@ func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
 	}
 	s := arg.c.s
 	if f.name == "inCidr" {
-		pfx, perr := netip.ParsePrefix(s)
-		if perr != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, c.errAt(arg.at, ".inCidr(%q): not a CIDR prefix like \"10.0.0.0/8\"", s)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+		// The same normalisation as pushdown (IPv4-mapped prefixes become
+		// IPv4 ones), so that matching and the prefilter agree.
+		pfx, ok := parsePrefix(s)
+		if !ok {
+			return nil, c.errAt(arg.at, ".inCidr(%q): not a CIDR prefix like \"10.0.0.0/8\"", s)
 		}
-		pfx = pfx.Masked()
 		var pred func(value) bool
 		switch recv.kind {
 		case KindIP:
