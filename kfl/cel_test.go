@@ -142,11 +142,11 @@ func TestCELString(t *testing.T) {
 
 func TestCELNow(t *testing.T) {
 	for in, want := range map[string]string{
-		`timestamp > now() - duration("1m")`: `timestamp > __now - duration("1m")`,
+		`timestamp > now() - duration("1m")`:     `timestamp > __now - duration("1m")`,
 		`path == "now()" && now ( ) > timestamp`: `path == "now()" && __now   > timestamp`,
-		`x.now()`:                             `x.now()`,
-		`'''now()''' == r'now()'`:             `'''now()''' == r'now()'`,
-		`"a\"now()" == path`:                  `"a\"now()" == path`,
+		`x.now()`:                                `x.now()`,
+		`'''now()''' == r'now()'`:                `'''now()''' == r'now()'`,
+		`"a\"now()" == path`:                     `"a\"now()" == path`,
 	} {
 		if got := rewriteNow(in); got != want || len(got) != len(in) {
 			t.Errorf("rewriteNow(%q) = %q, want %q", in, got, want)
