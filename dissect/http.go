@@ -399,11 +399,15 @@ func (a *httpApp) close(sh *shard, s *stream) {
 func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 	h := &a.half[dir]
 	m := h.msg
-	text := string(block)
-	lines := strings.Split(strings.TrimRight(text, "\r\n"), "\n")
-	start := strings.TrimRight(lines[0], "\r")
-	var hdr Headers
-	for _, l := range lines[1:] {
+	// One string for the block: every name and value below is a substring
+	// of it, so a message costs one copy however many headers it has.
+	text := strings.TrimRight(string(block), "\r\n")
+	start, rest, _ := strings.Cut(text, "\n")
+	start = strings.TrimRight(start, "\r")
+	hdr := make(Headers, 0, strings.Count(rest, "\n")+1)
+	for rest != "" {
+		var l string
+		l, rest, _ = strings.Cut(rest, "\n")
 		l = strings.TrimRight(l, "\r")
 		if l == "" {
 			continue
@@ -418,8 +422,8 @@ func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 		}
 		hdr = append(hdr, KeyValue{Name: strings.TrimSpace(l[:i]), Value: strings.TrimSpace(l[i+1:])})
 	}
-	te := strings.ToLower(hdr.Get("Transfer-Encoding"))
-	chunked := strings.HasSuffix(strings.TrimSpace(te), "chunked")
+	te := strings.TrimSpace(hdr.Get("Transfer-Encoding"))
+	chunked := len(te) >= 7 && strings.EqualFold(te[len(te)-7:], "chunked")
 	clen := int64(-1)
 	if v, ok := hdr.Lookup("Content-Length"); ok {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -438,20 +442,17 @@ func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 		r.Method, r.URL, r.Version, r.Headers = f[0], f[1], strings.TrimPrefix(f[2], "HTTP/"), hdr
 		r.Host = hdr.Get("Host")
 		r.Path = r.URL
-		if u, err := url.ParseRequestURI(r.URL); err == nil {
+		if r.URL[0] == '/' && strings.IndexByte(r.URL, '%') < 0 && strings.IndexByte(r.URL, '#') < 0 {
+			// Origin form without escapes, the common case: no URL parser.
+			var q string
+			r.Path, q, _ = strings.Cut(r.URL, "?")
+			r.QueryString = parseQuery(q)
+		} else if u, err := url.ParseRequestURI(r.URL); err == nil {
 			r.Path = u.Path
 			if u.Host != "" && r.Host == "" {
 				r.Host = u.Host
 			}
-			for _, kv := range strings.Split(u.RawQuery, "&") {
-				if kv == "" {
-					continue
-				}
-				k, v, _ := strings.Cut(kv, "=")
-				k, _ = url.QueryUnescape(k)
-				v, _ = url.QueryUnescape(v)
-				r.QueryString = append(r.QueryString, KeyValue{k, v})
-			}
+			r.QueryString = parseQuery(u.RawQuery)
 		} else if i := strings.IndexByte(r.URL, '?'); i >= 0 {
 			r.Path = r.URL[:i]
 		}
@@ -504,6 +505,28 @@ func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 		h.state = stBodyToClose
 	}
 	return true
+}
+
+// parseQuery decodes a query string into pairs, in order.
+func parseQuery(q string) []KeyValue {
+	if q == "" {
+		return nil
+	}
+	out := make([]KeyValue, 0, strings.Count(q, "&")+1)
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.ContainsAny(kv, "%+") {
+			k, _ = url.QueryUnescape(k)
+			v, _ = url.QueryUnescape(v)
+		}
+		out = append(out, KeyValue{k, v})
+	}
+	return out
 }
 
 // body accounts body bytes and keeps a bounded preview.

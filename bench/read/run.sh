@@ -77,12 +77,15 @@ generate() {
 
 [ -s "$PCAP" ] || generate
 
-# timed CMD... : runs CMD under /usr/bin/time -v; sets SECS and RSS_MB.
+# timed OUT CMD... : runs CMD under /usr/bin/time -v; sets SECS (wall),
+# CPU (user+system seconds) and RSS_MB. CPU time is the fairer measure on a
+# shared machine: wall time also counts waiting for other processes.
 timed() {
 	local out=$1
 	shift
 	/usr/bin/time -v "$@" >"$out" 2>"$out.time"
 	SECS=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$out.time")
+	CPU=$(awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$out.time")
 	RSS_MB=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$out.time")
 }
 
@@ -91,23 +94,24 @@ BYTES=$(stat -c %s "$PCAP")
 echo "capture: $PCAP, $((BYTES >> 20)) MiB, $PKTS packets"
 
 timed "$DIR/kflcap.out" "$DIR/kflcap" read "$PCAP" --kfl 'http and response.status == 500'
-K_N=$(wc -l <"$DIR/kflcap.out"); K_S=$SECS; K_RSS=$RSS_MB
+K_N=$(wc -l <"$DIR/kflcap.out"); K_S=$SECS; K_C=$CPU; K_RSS=$RSS_MB
 timed "$DIR/kflcap2.out" "$DIR/kflcap" read --workers 2 "$PCAP" --kfl 'http and response.status == 500'
-K2_N=$(wc -l <"$DIR/kflcap2.out"); K2_S=$SECS; K2_RSS=$RSS_MB
+K2_N=$(wc -l <"$DIR/kflcap2.out"); K2_S=$SECS; K2_C=$CPU; K2_RSS=$RSS_MB
 timed "$DIR/kflcapall.out" "$DIR/kflcap" read "$PCAP" --json
-KA_N=$(wc -l <"$DIR/kflcapall.out"); KA_S=$SECS; KA_RSS=$RSS_MB
+KA_N=$(wc -l <"$DIR/kflcapall.out"); KA_S=$SECS; KA_C=$CPU; KA_RSS=$RSS_MB
 timed "$DIR/tshark.out" tshark -n -r "$PCAP" -Y 'http.response.code == 500' -T fields -e frame.number
-T_N=$(wc -l <"$DIR/tshark.out"); T_S=$SECS; T_RSS=$RSS_MB
+T_N=$(wc -l <"$DIR/tshark.out"); T_S=$SECS; T_C=$CPU; T_RSS=$RSS_MB
 
 pps() { awk -v p="$PKTS" -v s="$1" 'BEGIN {printf "%.0f", p/s}'; }
+echo "load average while measuring: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | HTTP 500 responses | time (s) | packets/s | peak RSS (MiB) |"
-echo "|---|---|---|---|---|"
-echo "| \`kflcap read --kfl 'http and response.status == 500'\` (1 worker) | $K_N | $K_S | $(pps "$K_S") | $K_RSS |"
-echo "| same, \`--workers 2\` | $K2_N | $K2_S | $(pps "$K2_S") | $K2_RSS |"
-echo "| \`kflcap read --json\` (every entry, $KA_N lines) | – | $KA_S | $(pps "$KA_S") | $KA_RSS |"
-echo "| \`tshark -r -Y 'http.response.code == 500'\` | $T_N | $T_S | $(pps "$T_S") | $T_RSS |"
-awk -v k="$K_S" -v t="$T_S" 'BEGIN {printf "\nspeed-up vs tshark (1 worker): %.1fx\n", t/k}'
+echo "| run | HTTP 500 responses | wall (s) | CPU (s) | packets/s (wall) | packets per CPU-second | peak RSS (MiB) |"
+echo "|---|---|---|---|---|---|---|"
+echo "| \`kflcap read --kfl 'http and response.status == 500'\` (1 worker) | $K_N | $K_S | $K_C | $(pps "$K_S") | $(pps "$K_C") | $K_RSS |"
+echo "| same, \`--workers 2\` | $K2_N | $K2_S | $K2_C | $(pps "$K2_S") | $(pps "$K2_C") | $K2_RSS |"
+echo "| \`kflcap read --json\` (every entry, $KA_N lines) | – | $KA_S | $KA_C | $(pps "$KA_S") | $(pps "$KA_C") | $KA_RSS |"
+echo "| \`tshark -r -Y 'http.response.code == 500'\` | $T_N | $T_S | $T_C | $(pps "$T_S") | $(pps "$T_C") | $T_RSS |"
+awk -v k="$K_S" -v t="$T_S" -v kc="$K_C" -v tc="$T_C" 'BEGIN {printf "\nspeed-up vs tshark (1 worker): %.1fx wall, %.1fx CPU\n", t/k, tc/kc}'
 [ -f "$DIR/http.truth" ] && echo "client ground truth: $(cat "$DIR/http.truth")"
 if [ "$K_N" != "$T_N" ] || [ "$K2_N" != "$T_N" ]; then
 	echo "MISMATCH: kflcap $K_N / $K2_N, tshark $T_N" >&2
