@@ -74,8 +74,17 @@ func TestExplain(t *testing.T) {
 		}
 	}
 	// No note when both readings agree.
-	if out := MustCompile("http and (dns or tls)").Explain(); strings.Contains(out, "Kubeshark") {
-		t.Errorf("spurious precedence note:\n%s", out)
+	for _, q := range []string{"http and (dns or tls)", "http and dns and tls", "http or dns or tls", "a or b and c"} {
+		cq, err := Compile(q, WithMacros(map[string]string{"a": "http", "b": "dns", "c": "tls"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := cq.Explain(); strings.Contains(out, "Kubeshark") {
+			t.Errorf("spurious precedence note:\n%s", out)
+		}
+	}
+	if out := MustCompile("http and tls or dns").Explain(); !strings.Contains(out, "grouping:   (http and tls) or dns") {
+		t.Errorf("grouping:\n%s", out)
 	}
 	out = MustCompile(`udp and dst.port == 53 and limit(3) and redact("request.questions")`).Explain()
 	for _, want := range []string{"limit:      3", "redact:     request.questions", "pushdown:   protocol in {udp} and src or dst port in {53}"} {
