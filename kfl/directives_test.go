@@ -7,17 +7,17 @@ import (
 )
 
 func TestLimitAndRedact(t *testing.T) {
-	q := MustCompile(`http and limit(100) and redact("request.headers.Authorization", "response.body.users.*.name")`)
+	q := MustCompile(`http and limit(100) and redact("request.headers.Authorization", "response.body.json().users.*.name")`)
 	if n, ok := q.Limit(); !ok || n != 100 {
 		t.Fatalf("Limit() = %d, %v", n, ok)
 	}
 	if _, ok := MustCompile("http").Limit(); ok {
 		t.Fatal("a query without limit() has a limit")
 	}
-	if got := q.RedactPaths(); strings.Join(got, ",") != "request.headers.Authorization,response.body.users.*.name" {
+	if got := q.RedactPaths(); strings.Join(got, ",") != "request.headers.Authorization,response.body.json().users.*.name" {
 		t.Fatalf("RedactPaths() = %q", got)
 	}
-	if q.String() != `http and limit(100) and redact("request.headers.Authorization", "response.body.users.*.name")` {
+	if q.String() != `http and limit(100) and redact("request.headers.Authorization", "response.body.json().users.*.name")` {
 		t.Fatalf("String() = %q", q.String())
 	}
 	e := fixtures()["get"]

@@ -58,6 +58,36 @@ func Pushdown(qs ...*Query) Prefilter {
 	return acc.prefilter()
 }
 
+// Accepts reports whether the kernel must pass a packet: the reference
+// semantics of the prefilter, for tests of the BPF side. nonFirstFragment
+// is a non-first IP fragment, which carries no ports. Packets without
+// ports (ICMP) are passed with port 0.
+func (p Prefilter) Accepts(proto uint8, src, dst netip.Addr, sport, dport uint16, nonFirstFragment bool) bool {
+	if p.All {
+		return true
+	}
+	if len(p.Protocols) > 0 && !slices.Contains(p.Protocols, proto) {
+		return false
+	}
+	if len(p.Prefixes) > 0 {
+		src, dst = src.Unmap(), dst.Unmap()
+		in := false
+		for _, pf := range p.Prefixes {
+			if pf.Contains(src) || pf.Contains(dst) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	if len(p.Ports) > 0 && !nonFirstFragment && !slices.Contains(p.Ports, sport) && !slices.Contains(p.Ports, dport) {
+		return false
+	}
+	return true
+}
+
 // Prefilter returns the pushdown of this query alone.
 func (q *Query) Prefilter() Prefilter { return Pushdown(q) }
 

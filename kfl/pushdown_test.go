@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 
@@ -13,27 +12,7 @@ import (
 
 // accepts is the kernel's rule, as the Prefilter doc states it.
 func accepts(p Prefilter, proto uint8, src, dst netip.Addr, sport, dport uint16) bool {
-	if p.All {
-		return true
-	}
-	if len(p.Protocols) > 0 && !slices.Contains(p.Protocols, proto) {
-		return false
-	}
-	if len(p.Prefixes) > 0 {
-		in := false
-		for _, pf := range p.Prefixes {
-			if pf.Contains(src.Unmap()) || pf.Contains(dst.Unmap()) {
-				in = true
-			}
-		}
-		if !in {
-			return false
-		}
-	}
-	if len(p.Ports) > 0 && !slices.Contains(p.Ports, sport) && !slices.Contains(p.Ports, dport) {
-		return false
-	}
-	return true
+	return p.Accepts(proto, src, dst, sport, dport, false)
 }
 
 func entryProto(e *dissect.Entry) uint8 {
@@ -51,6 +30,29 @@ func acceptsStream(p Prefilter, e *dissect.Entry) bool {
 	pr := entryProto(e)
 	return accepts(p, pr, e.Src.IP, e.Dst.IP, e.Src.Port, e.Dst.Port) &&
 		accepts(p, pr, e.Dst.IP, e.Src.IP, e.Dst.Port, e.Src.Port)
+}
+
+func TestPrefilterAccepts(t *testing.T) {
+	p := MustCompile(`udp and dst.port == 53 and dst.ip.inCidr("10.96.0.0/12")`).Prefilter()
+	a, b := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.96.0.10")
+	for _, tc := range []struct {
+		proto        uint8
+		src, dst     netip.Addr
+		sport, dport uint16
+		frag, want   bool
+	}{
+		{ProtoUDP, a, b, 40000, 53, false, true},
+		{ProtoUDP, b, a, 53, 40000, false, true}, // the answer
+		{ProtoTCP, a, b, 40000, 53, false, false},
+		{ProtoUDP, a, a, 40000, 53, false, false},
+		{ProtoUDP, a, b, 40000, 54, false, false},
+		{ProtoUDP, a, b, 0, 0, true, true}, // a later fragment of a big answer
+		{ProtoUDP, netip.MustParseAddr("::ffff:10.96.0.1"), a, 53, 1, false, true},
+	} {
+		if got := p.Accepts(tc.proto, tc.src, tc.dst, tc.sport, tc.dport, tc.frag); got != tc.want {
+			t.Errorf("%+v: got %v", tc, got)
+		}
+	}
 }
 
 func TestPushdownExamples(t *testing.T) {

@@ -18,7 +18,15 @@ const Redacted = "[REDACTED]"
 func (q *Query) Redact(m map[string]any) bool {
 	done := false
 	for _, p := range q.redact {
-		if redactPath(m, strings.Split(p, ".")) {
+		// "response.body.json().password" names the same thing as
+		// "response.body.password": bodies are followed into their JSON.
+		var segs []string
+		for _, s := range strings.Split(p, ".") {
+			if s != "json()" && s != "" {
+				segs = append(segs, s)
+			}
+		}
+		if redactPath(m, segs) {
 			done = true
 		}
 	}
