@@ -35,6 +35,9 @@ type operand struct {
 }
 
 func (o *operand) any(pred func(value) bool) cond {
+	if o.konst { // decided at compile time
+		return constCond(pred(o.c))
+	}
 	if o.each != nil {
 		each := o.each
 		return func(e *dissect.Entry) bool { return each(e, pred) }

@@ -119,3 +119,63 @@ func FuzzJSONWalk(f *testing.F) {
 		}
 	})
 }
+
+// tokenVocabulary is what FuzzTokens builds queries from: random bytes are
+// too unlikely to form valid field paths, so this target explores the
+// compiler and evaluator of well-formed and nearly-well-formed queries.
+var tokenVocabulary = []string{
+	"http", "dns", "tls", "tcp", "udp", "icmp", "grpc", "https", "internal",
+	"and", "or", "not", "!", "(", ")", "(", ")", "==", "!=", "<", "<=", ">", ">=", "+", "-",
+	"true", "false", "nil", "0", "1", "53", "80", "500", "-1", "1.5", `"80"`, `"abc"`, `"10.0.0.5"`, `"fd00::1"`, `""`,
+	`r"^/api"`, `r"4.*"`, `r"("`, `r"b"`,
+	"src.ip", "dst.ip", "src.port", "dst.port", "src.name", "dst.namespace", "node.ip", "outgoing", "timestamp", "elapsedTime",
+	"response.status", "request.path", "request.method", `request.headers["content-type"]`, "request.headers.*", "request.query.id",
+	"response.answers[*].ip", "response.answers[0].ttl", "request.questions[*].name", "request.alpn[*]", "request.sni",
+	"response.body", "request.body", ".json()", ".users", "[0]", "[*]", `["error"]`, ".count",
+	`.startsWith("/")`, `.endsWith("m")`, `.contains("a")`, `.inCidr("10.0.0.0/8")`, ".startsWith(5)",
+	"now()", `datetime("2026-11-23")`, "seconds(1)", "days(2)", "limit(5)", `redact("a.b")`, ",", ".", "[", "]",
+}
+
+func FuzzTokens(f *testing.F) {
+	f.Add([]byte{0, 20, 68, 23, 35})
+	f.Add([]byte{63, 21, 34, 10, 1})
+	f.Add([]byte{70, 71, 73, 21, 38})
+	entries := fixtureSlice()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64 {
+			return
+		}
+		var b []byte
+		for _, d := range data {
+			tok := tokenVocabulary[int(d)%len(tokenVocabulary)]
+			// Suffix tokens glue to the previous one; others are spaced.
+			if len(b) > 0 && tok[0] != '.' && tok[0] != '[' {
+				b = append(b, ' ')
+			}
+			b = append(b, tok...)
+		}
+		src := string(b)
+		q, err := Compile(src, WithMacros(testMacros), WithClock(testClock))
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("%q: error %T is not *Error", src, err)
+			}
+			return
+		}
+		p := q.Prefilter()
+		_ = q.Explain()
+		q2, err := Compile(q.String(), WithMacros(testMacros), WithClock(testClock))
+		if err != nil {
+			t.Fatalf("%q: normalized %q does not compile: %v", src, q.String(), err)
+		}
+		for _, e := range entries {
+			m := q.Match(e)
+			if m != q2.Match(e) {
+				t.Fatalf("%q and its normalized form %q differ", src, q.String())
+			}
+			if m && !acceptsStream(p, e) {
+				t.Fatalf("%q: prefilter %v drops a matching stream", src, p)
+			}
+		}
+	})
+}

@@ -116,6 +116,11 @@ var queryTable = []struct{ q, want string }{
 	{`"a" == "a"`, "ALL"},
 	{`1 == 2`, ""},
 	{`nil == nil`, "ALL"},
+	{`"abc" == r"b"`, "ALL"},
+	{`"abc" != r"b"`, ""},
+	{`5 == r"^5$"`, "ALL"},
+	{`"x" < "y" and now() > 0`, "ALL"},
+	{`-elapsedTime < 0`, "get post png dnsa nx cname tls"},
 	{`(response.status == 200) == true`, "get"},
 	{`request.path.startsWith("/api") == false`, "ALL -get -post"}, // a helper on a missing field is false,
 
