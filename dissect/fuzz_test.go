@@ -62,6 +62,13 @@ func seedPayloads(f *testing.F) (tcp [][2][]byte, udp [][]byte) {
 // feedConversation plays client and server bytes as a TCP connection (with
 // handshake) in segments of seg bytes, alternating directions.
 func feedConversation(d *Dissector, port uint16, client, server []byte, seg int) {
+	feedTCP(d, port, client, server, nil, nil, seg)
+}
+
+// feedTCP is feedConversation, or with reqs/resps set, one exchange after
+// the other.
+func feedTCP(d *Dissector, port uint16, client, server []byte, reqs, resps []string, seg int) {
+	exchanges := reqs != nil
 	if seg <= 0 {
 		seg = 1
 	}
@@ -88,6 +95,18 @@ func feedConversation(d *Dissector, port uint16, client, server []byte, seg int)
 	}
 	send(true, flagSYN, nil)
 	send(false, flagSYN|flagACK, nil)
+	if exchanges {
+		// Each request completely before its response, as servers do.
+		for i := range reqs {
+			for c := []byte(reqs[i]); len(c) > 0; c = c[min(seg, len(c)):] {
+				send(true, flagACK, c[:min(seg, len(c))])
+			}
+			for r := []byte(resps[i]); len(r) > 0; r = r[min(seg, len(r)):] {
+				send(false, flagACK, r[:min(seg, len(r))])
+			}
+		}
+		client, server = nil, nil
+	}
 	for len(client) > 0 || len(server) > 0 {
 		n := min(seg, len(client))
 		if n > 0 {

@@ -66,6 +66,9 @@ type httpApp struct {
 	// lostResps counts gaps that swallowed (at least) one response start:
 	// the next response does not answer the oldest pending request.
 	lostResps int
+	// upgraded: a 101 Switching Protocols or a successful CONNECT ended
+	// HTTP on this connection (WebSocket, tunnel); the rest is not parsed.
+	upgraded bool
 }
 
 func newHTTPApp() *httpApp {
@@ -109,8 +112,11 @@ const (
 )
 
 func (a *httpApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
+	if a.upgraded {
+		return
+	}
 	h := &a.half[dir]
-	for len(b) > 0 {
+	for len(b) > 0 && !a.upgraded {
 		if h.sync || h.state == stHeaders && h.msg == nil {
 			b = a.findStart(s, dir, b, ts)
 			continue
@@ -559,14 +565,20 @@ func (a *httpApp) done(sh *shard, s *stream, dir int) {
 	m.rawBody = nil
 	if m.isResp {
 		m.resp.Body = preview
-		if m.resp.Status < 200 {
+		if m.resp.Status < 200 && m.resp.Status != 101 {
 			return // interim response (100 Continue): the final one follows
 		}
 		a.pairResponse(sh, s, m)
 		return
 	}
 	m.req.Body = preview
-	if len(a.resps) > 0 && answers(a.resps[0], m) {
+	// A waiting response that cannot answer this request answered one the
+	// capture lost.
+	for len(a.resps) > 0 && !answers(a.resps[0], m) {
+		a.resps = a.resps[1:]
+		sh.c.orphans.Add(1)
+	}
+	if len(a.resps) > 0 {
 		resp := a.resps[0]
 		a.resps = a.resps[1:]
 		a.emit(sh, s, m, resp)
@@ -613,6 +625,9 @@ func (a *httpApp) pairResponse(sh *shard, s *stream, m *httpMsg) {
 	a.lostResps = 0
 	req := a.reqs[0]
 	a.reqs = a.reqs[1:]
+	if m.resp.Status == 101 || req.req.Method == "CONNECT" && m.resp.Status/100 == 2 {
+		a.upgraded = true
+	}
 	a.emit(sh, s, req, m)
 }
 
