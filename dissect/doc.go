@@ -27,7 +27,11 @@
 // its stream table, reassemblers and parsers, so nothing is locked on the
 // hot path. Entries of one stream keep their order; entries of different
 // streams interleave, and OnEntry and Sinks are called concurrently from the
-// workers. Feed blocks when a worker falls behind.
+// workers. Feed blocks when a worker falls behind. Packets wait in a
+// per-shard batch until it fills (1024 packets or 1 MiB): a live source
+// should call Tick about once a second, which also hands over partial
+// batches. Stream ids are unique either way, but with several workers their
+// order between streams depends on scheduling.
 //
 // Packet.Data passed to Feed is not kept: whatever outlives the call (the
 // packets a stream retains for a later Select, out-of-order TCP segments,
