@@ -86,13 +86,15 @@ func NewPcapWriter(w io.Writer, ifaces []Iface, snaplen uint32) (*PcapWriter, er
 			link = layers.LinkTypeLinuxSLL2
 		}
 	}
-	return newPcapWriterLink(w, link, types, snaplen, 1<<20)
+	return newPcapWriterBuf(bufio.NewWriterSize(w, 1<<20), w, link, types, snaplen)
 }
 
-// newPcapWriterLink writes a file of link type link; with LINUX_SLL2,
-// types gives each interface's own link type for the conversion.
-func newPcapWriterLink(w io.Writer, link layers.LinkType, types map[int]layers.LinkType, snaplen uint32, bufSize int) (*PcapWriter, error) {
-	pw := &PcapWriter{w: bufio.NewWriterSize(w, bufSize), raw: w, types: types, link: link}
+// newPcapWriterBuf writes a file of link type link (with LINUX_SLL2, types
+// gives each interface's own link type for the conversion) through buf,
+// which the caller has reset to raw: many small files written one after
+// another share one buffer.
+func newPcapWriterBuf(buf *bufio.Writer, raw io.Writer, link layers.LinkType, types map[int]layers.LinkType, snaplen uint32) (*PcapWriter, error) {
+	pw := &PcapWriter{w: buf, raw: raw, types: types, link: link}
 	var h [24]byte
 	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d) // nanosecond magic
 	binary.LittleEndian.PutUint16(h[4:], 2)

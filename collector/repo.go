@@ -38,7 +38,8 @@ type Repository struct {
 	bytes   int64 // packet bytes appended
 	packets int
 	snaplen uint32
-	buf     []byte // one packet, for sealing
+	buf     []byte        // one packet, for sealing
+	out     *bufio.Writer // shared by the members, for sealing
 }
 
 type repoStream struct {
@@ -155,7 +156,12 @@ func (r *Repository) Seal(dir string, info SealInfo) (path string, err error) {
 			os.Remove(tmp)
 		}
 	}()
-	gz := gzip.NewWriter(f)
+	// Fastest compression: an agent seals while it captures, and pcaps
+	// of a few thousand streams must not take seconds.
+	gz, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	if err != nil {
+		return "", err
+	}
 	tw := tar.NewWriter(gz)
 
 	// One link type for the whole repository: the capture's, or LINUX_SLL2
@@ -244,7 +250,11 @@ func (r *Repository) writePcap(tw *tar.Writer, name string, mtime time.Time, lin
 	for _, p := range pkts {
 		types[int(p.ifindex)] = p.link
 	}
-	pw, err := newPcapWriterLink(tw, link, types, r.snaplen, 64<<10)
+	if r.out == nil {
+		r.out = bufio.NewWriterSize(tw, 256<<10)
+	}
+	r.out.Reset(tw)
+	pw, err := newPcapWriterBuf(r.out, tw, link, types, r.snaplen)
 	if err != nil {
 		return err
 	}
@@ -308,25 +318,28 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// RecoverSpool removes what a killed process left in the spool: partial
-// repositories (their packets were never sealed) and half-written
-// archives. Sealed archives are left for the outbox. It returns what it
-// removed.
-func RecoverSpool(spool string) ([]string, error) {
-	ents, err := os.ReadDir(spool)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("read spool: %w", err)
-	}
+// RecoverSpool removes what a killed process left in the spool and in the
+// outbox: partial repositories (their packets were never sealed) and
+// half-written archives (*.partial). Sealed archives are left for the
+// outbox. It returns what it removed.
+func RecoverSpool(dirs ...string) ([]string, error) {
 	var removed []string
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".partial") {
-			if err := os.RemoveAll(filepath.Join(spool, e.Name())); err != nil {
-				return removed, fmt.Errorf("remove %s: %w", e.Name(), err)
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("read spool: %w", err)
+		}
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".partial") {
+				p := filepath.Join(dir, e.Name())
+				if err := os.RemoveAll(p); err != nil {
+					return removed, fmt.Errorf("remove %s: %w", p, err)
+				}
+				removed = append(removed, p)
 			}
-			removed = append(removed, e.Name())
 		}
 	}
 	return removed, nil

@@ -45,7 +45,6 @@ func writeAgentConfig(t *testing.T, dir, extra string) string {
 capture: {interfaces: [any]}
 kflPcapS3:
   kflArr: ["http and response.status == 500", "dns"]
-  verbose: true
 %s
 spool: {dir: %s/spool}
 local: {dir: %s/repos}
@@ -210,7 +209,7 @@ func TestAgentJobs(t *testing.T) {
 	p := netnstest.NewPair(t)
 	startServersForAgent(t, p)
 	dir := t.TempDir()
-	cfg := writeAgentConfig(t, dir, "  maxDuration: 3s")
+	cfg := writeAgentConfig(t, dir, "  maxDuration: 3s\n  verbose: true")
 	env := startAgent(t, p, dir, cfg)
 
 	url := "http://" + p.IPB + ":8080"
@@ -351,5 +350,163 @@ func TestAgentJobs(t *testing.T) {
 	}
 	if ents, _ := filepath.Glob(filepath.Join(dir, "spool", "*.partial")); len(ents) > 0 {
 		t.Errorf("partial repositories left: %v", ents)
+	}
+}
+
+// maxL4Streams: 3 seals a repository when a fourth stream comes: seven DNS
+// flows make repositories of 3, 3 and 1 streams.
+func TestAgentMaxL4Streams(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	dir := t.TempDir()
+	cfg := writeAgentConfig(t, dir, "  maxL4Streams: 3\n  maxMinutes: 60\n  verbose: true")
+	env := startAgent(t, p, dir, cfg)
+	for i := range 7 {
+		netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("q%d.shop.example.test", i))
+		time.Sleep(50 * time.Millisecond) // one selection at a time, in order
+	}
+	env.stop(t)
+	var sizes []int
+	total := 0
+	for _, r := range readRepos(t, env.local) {
+		checkShape(t, r, 1, "dns")
+		sizes = append(sizes, len(r.streams()))
+		total += len(r.streams())
+	}
+	if fmt.Sprint(sizes) != "[3 3 1]" {
+		t.Errorf("repository stream counts %v, want [3 3 1]", sizes)
+	}
+	if total != 7 {
+		t.Errorf("%d streams in all, want 7", total)
+	}
+}
+
+// Bad configuration: exit 2, a message naming the key (and for a query, the
+// position), nothing attached.
+func TestAgentBadConfig(t *testing.T) {
+	p := netnstest.NewPair(t)
+	dir := t.TempDir()
+	ro := filepath.Join(dir, "ro")
+	os.MkdirAll(ro, 0o500)
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", "kflPcapS3: {kflArr: [dns], maxMinuts: 3}\n", "kflPcapS3.maxMinuts (line 1): unknown key maxMinuts"},
+		{"invalid query", "kflPcapS3:\n  kflArr: [dns, \"http and response.stauts == 500\"]\n", "kflPcapS3.kflArr[1]: kfl: 1:10: unknown field \"response.stauts\""},
+		{"negative maxMinutes", "kflPcapS3: {kflArr: [dns], maxMinutes: -5}\n", "kflPcapS3.maxMinutes: -5"},
+		{"unwritable spool", fmt.Sprintf("kflPcapS3: {kflArr: [dns]}\nspool: {dir: %s/file/spool}\n", dir), "spool.dir"},
+		{"unknown interface", "kflPcapS3: {kflArr: [dns]}\ncapture: {interfaces: [nosuch0]}\n", `capture.interfaces: unknown interface "nosuch0"`},
+		{"wrong type", "kflPcapS3: {kflArr: [dns], maxL4Streams: many}\n", "kflPcapS3.maxL4Streams (line 1)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "c.yaml")
+			os.WriteFile(path, []byte(tc.yaml+fmt.Sprintf("local: {dir: %s/repos}\n", dir)), 0o644)
+			if !strings.Contains(tc.yaml, "spool:") {
+				os.WriteFile(path, []byte(tc.yaml+fmt.Sprintf("local: {dir: %s/repos}\nspool: {dir: %s/spool}\n", dir, dir)), 0o644)
+			}
+			out, err := netnstest.Output(p.A, kflcapBin, "agent", "--config", path)
+			code := -1
+			if ee, ok := err.(interface{ ExitCode() int }); ok {
+				code = ee.ExitCode()
+			} else if err == nil {
+				code = 0
+			}
+			if code != 2 {
+				t.Errorf("exit %d, want 2:\n%s", code, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("message does not name the problem %q:\n%s", tc.want, out)
+			}
+			if strings.Contains(tc.name, "query") && !strings.Contains(out, "         ^") {
+				t.Errorf("no caret under the error position:\n%s", out)
+			}
+			assertNothingLeft(t, p.A, p.IfA)
+		})
+	}
+}
+
+// kill -9 in the middle of heavy traffic and frequent seals, then restart:
+// every archive sealed before the crash is delivered exactly once, every
+// delivered archive is readable, and no partial file survives.
+func TestAgentCrashRecovery(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	dir := t.TempDir()
+	cfg := writeAgentConfig(t, dir, "  maxDuration: 700ms")
+	os.MkdirAll(filepath.Join(dir, "repos"), 0o755)
+	outbox := filepath.Join(dir, "spool", "outbox")
+
+	first := start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfg)
+	first.waitStderr(t, "msg=capturing", 20*time.Second)
+	// The local sink fails while the first agent runs (a file stands where
+	// its directory should be), so sealed archives pile up in the outbox.
+	local := filepath.Join(dir, "repos")
+	if err := os.Rename(local, local+".away"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(local, nil, 0o644)
+	load := netnstest.Start(t, p.A, "python3", "testdata/dnsload.py", p.IPB, "8")
+	// Kill once archives wait in the outbox, in the middle of the load and
+	// of further seals.
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if ready, _ := filepath.Glob(filepath.Join(outbox, "*.tar.gz")); len(ready) >= 2 {
+			break
+		}
+	}
+	first.cmd.Process.Kill()
+	first.wait(t, 10*time.Second)
+	// What was sealed but not yet delivered at the crash.
+	pending, _ := filepath.Glob(filepath.Join(outbox, "*.tar.gz"))
+	load.Stop()
+	if len(pending) == 0 {
+		t.Fatalf("no archive waited in the outbox at the crash; first run:\n%s", first.Stderr())
+	}
+	t.Logf("at the crash: %d archives waiting in the outbox", len(pending))
+	os.Remove(local)
+	os.Rename(local+".away", local)
+
+	second := start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfg)
+	second.waitStderr(t, "msg=capturing", 20*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	second.cmd.Process.Signal(syscall.SIGTERM)
+	if code := second.wait(t, 25*time.Second); code != 0 {
+		t.Fatalf("restarted agent exited %d:\n%s", code, second.Stderr())
+	}
+
+	repos := readRepos(t, local) // fails the test on any unreadable archive
+	if len(repos) == 0 {
+		t.Fatal("no repositories delivered")
+	}
+	have := map[string]bool{}
+	for _, r := range repos {
+		have[r.name] = true
+		checkShape(t, r, int(r.content["kfl_index"].(float64)), []string{"http and response.status == 500", "dns"}[int(r.content["kfl_index"].(float64))])
+	}
+	for _, pth := range pending {
+		if !have[filepath.Base(pth)] {
+			t.Errorf("%s was sealed before the crash but not delivered after the restart", filepath.Base(pth))
+		}
+	}
+	var log []map[string]any
+	b, _ := os.ReadFile(filepath.Join(local, "progress_log.json"))
+	if err := json.Unmarshal(b, &log); err != nil {
+		t.Fatalf("progress log: %v", err)
+	}
+	count := map[string]int{}
+	for _, e := range log {
+		count[fmt.Sprint(e["file"])]++
+	}
+	for name := range have {
+		if count[name] != 1 {
+			t.Errorf("%s logged %d times", name, count[name])
+		}
+	}
+	if len(log) != len(repos) {
+		t.Errorf("%d progress entries for %d archives", len(log), len(repos))
+	}
+	for _, pattern := range []string{"spool/*.partial", "spool/outbox/*", "repos/*.tmp", "repos/*.partial"} {
+		if left, _ := filepath.Glob(filepath.Join(dir, pattern)); len(left) > 0 {
+			t.Errorf("left behind after recovery (%s): %v", pattern, left)
+		}
 	}
 }

@@ -138,14 +138,14 @@ func checkWritableDir(dir string) error {
 func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	cfg := a.cfg
 	spoolDir := cfg.Spool.Dir
-	if removed, err := collector.RecoverSpool(spoolDir); err != nil {
+	outboxDir := filepath.Join(spoolDir, "outbox")
+	if removed, err := collector.RecoverSpool(spoolDir, outboxDir); err != nil {
 		return err
 	} else if len(removed) > 0 {
 		a.log.Warn("removed unsealed repositories left by a previous run", "spool", spoolDir, "removed", removed)
 	}
 	a.spool = &collector.Spool{Dir: spoolDir, MaxBytes: int64(cfg.Spool.MaxBytes)}
 	a.spool.Rescan()
-	outboxDir := filepath.Join(spoolDir, "outbox")
 	var err error
 	a.outbox, err = upload.NewOutbox(outboxDir, []upload.Sink{&upload.LocalSink{Dir: cfg.Local.Dir}}, a.log)
 	if err != nil {

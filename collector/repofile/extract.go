@@ -71,9 +71,7 @@ func (x *extractor) member(h *tar.Header, r io.Reader) error {
 	reject := func(format string, a ...any) error {
 		return &RejectError{Member: h.Name, Reason: fmt.Sprintf(format, a...)}
 	}
-	if reason := unsafeName(h.Name); reason != "" {
-		return reject("%s", reason)
-	}
+
 	name := path.Clean(cleanName(h.Name))
 	switch h.Typeflag {
 	case tar.TypeXGlobalHeader:
