@@ -64,6 +64,12 @@ type Config struct {
 	// streams together. Packets over either cap are counted, not kept.
 	StreamRetainBytes int
 	TotalRetainBytes  int64
+	// RetainSelected keeps retaining (and replaying to later Selects) the
+	// packets of streams that already have a sink. Set it when several
+	// independent sinks (one per KFL job) may select the same stream at
+	// different times; otherwise a stream's retained packets are freed at
+	// its first Select.
+	RetainSelected bool
 	// TCPTimeout and UDPTimeout expire idle streams (packet time).
 	TCPTimeout, UDPTimeout time.Duration
 	// BodyPreviewBytes bounds the HTTP body kept in entries (after gzip

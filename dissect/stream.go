@@ -87,6 +87,11 @@ func (r StreamRef) Select(sink Sink) {
 	for _, p := range s.retained {
 		sink.StreamPacket(info, p)
 	}
+	if !r.sh.d.cfg.RetainSelected {
+		// Nobody else will ask for the past of this stream: free it.
+		r.sh.retBytes -= int64(s.retBytes)
+		s.retained, s.retBytes = nil, 0
+	}
 }
 
 // counters of one shard, read concurrently by Stats.
@@ -210,7 +215,9 @@ func (sh *shard) handle(p *Packet, res decodeResult, dec *decoded) {
 	if ts.After(s.last) {
 		s.last = ts
 	}
-	sh.retain(s, p)
+	if len(s.sinks) == 0 || sh.d.cfg.RetainSelected {
+		sh.retain(s, p)
+	}
 	if len(s.sinks) > 0 {
 		info := s.info()
 		for _, k := range s.sinks {
@@ -279,7 +286,9 @@ func (sh *shard) retain(s *stream, p *Packet) {
 		sh.slab = append(sh.slab, p.Data...)
 		buf = sh.slab[start : start+n : start+n]
 	}
-	copy(buf, p.Data)
+	if n > 64<<10 {
+		copy(buf, p.Data)
+	}
 	q := *p
 	q.Data = buf
 	s.retained = append(s.retained, q)

@@ -245,6 +245,12 @@ func progressFunc(stderr io.Writer) func(name string) func(done, total int64) {
 func outputLinkType(ctx context.Context, files []string) (layers.LinkType, error) {
 	seen := map[layers.LinkType]bool{}
 	for _, name := range files {
+		// A classic pcap states its one link type in the header; pcapng
+		// and repositories have to be scanned.
+		if lt, ok := pcapHeaderLinkType(name); ok {
+			seen[lt] = true
+			continue
+		}
 		err := dissect.ReadFile(ctx, name, func(p dissect.Packet) error {
 			seen[p.LinkType] = true
 			return nil
@@ -259,6 +265,20 @@ func outputLinkType(ctx context.Context, files []string) (layers.LinkType, error
 		}
 	}
 	return layers.LinkTypeLinuxSLL2, nil
+}
+
+// pcapHeaderLinkType returns the link type of a classic pcap file.
+func pcapHeaderLinkType(name string) (layers.LinkType, bool) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return 0, false
+	}
+	return r.LinkType(), true
 }
 
 // streamWriter is the Sink of read -w: it writes the selected streams'
