@@ -2,6 +2,7 @@ package dissect
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -60,6 +61,8 @@ type decoder struct {
 	types   []gopacket.LayerType
 	defrag  *ip4defrag.IPv4Defragmenter
 	lastGC  time.Time
+	frags6  map[frag6Key]*frag6
+	lastGC6 time.Time
 }
 
 // ip6ExtSkipper skips hop-by-hop, routing and destination options headers.
@@ -78,6 +81,7 @@ func newDecoder() *decoder {
 		byFirst: make(map[gopacket.LayerType]*gopacket.DecodingLayerParser),
 		types:   make([]gopacket.LayerType, 0, 16),
 		defrag:  ip4defrag.NewIPv4Defragmenter(),
+		frags6:  make(map[frag6Key]*frag6),
 	}
 	for _, first := range []gopacket.LayerType{
 		layers.LayerTypeEthernet, layers.LayerTypeLinuxSLL, layers.LayerTypeLinuxSLL2,
@@ -159,7 +163,7 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, ts time.Time, out *dec
 	}
 	switch {
 	case frag6:
-		return decodedFragment
+		return d.reassemble6(ts, out)
 	case haveIP4 && (d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0):
 		return d.reassemble(ts, out)
 	case haveIP4:
@@ -293,4 +297,117 @@ func (d *decoder) fillTCPAfter(out *decoded) decodeResult {
 	out.flags = f
 	out.payload = t.Payload
 	return decodedOK
+}
+
+// IPv6 fragment reassembly (RFC 8200 §4.5). gopacket has none, so this is a
+// small one: datagrams are keyed by addresses and identification, bounded
+// in number, size and age, and overlapping fragments are taken as sent.
+type frag6Key struct {
+	src, dst netip.Addr
+	id       uint32
+}
+
+type frag6 struct {
+	first time.Time
+	next  layers.IPProtocol // from the fragment at offset 0
+	have0 bool
+	total int // datagram length, -1 until the last fragment is seen
+	parts []frag6Part
+	size  int
+}
+
+type frag6Part struct {
+	off  int
+	data []byte
+}
+
+const (
+	maxFrags6      = 1024             // datagrams being reassembled
+	maxFrag6Size   = 65535            // reassembled payload limit
+	frag6Timeout   = 60 * time.Second // RFC 8200's reassembly timeout
+	maxFrag6Pieces = 64
+)
+
+func (d *decoder) reassemble6(ts time.Time, out *decoded) decodeResult {
+	src, ok1 := netip.AddrFromSlice(d.ip6.SrcIP)
+	dst, ok2 := netip.AddrFromSlice(d.ip6.DstIP)
+	if !ok1 || !ok2 {
+		return decodedMalformed
+	}
+	if ts.Sub(d.lastGC6) > time.Second {
+		d.lastGC6 = ts
+		for k, f := range d.frags6 {
+			if ts.Sub(f.first) > frag6Timeout {
+				delete(d.frags6, k)
+			}
+		}
+	}
+	fh := &d.ip6frg
+	off := int(fh.FragmentOffset) * 8
+	data := fh.Payload
+	if off+len(data) > maxFrag6Size || fh.MoreFragments && len(data)%8 != 0 {
+		return decodedMalformed
+	}
+	k := frag6Key{src, dst, fh.Identification}
+	f := d.frags6[k]
+	if f == nil {
+		if len(d.frags6) >= maxFrags6 {
+			return decodedFragment // counted, not kept: the table is full
+		}
+		f = &frag6{first: ts, total: -1}
+		d.frags6[k] = f
+	}
+	if len(f.parts) >= maxFrag6Pieces {
+		delete(d.frags6, k)
+		return decodedMalformed
+	}
+	f.parts = append(f.parts, frag6Part{off, append([]byte(nil), data...)})
+	if off == 0 {
+		f.next, f.have0 = fh.NextHeader, true
+	}
+	if !fh.MoreFragments {
+		f.total = off + len(data)
+	}
+	if f.total < 0 || !f.have0 {
+		return decodedFragment
+	}
+	// Complete when the parts cover [0, total).
+	slices.SortFunc(f.parts, func(a, b frag6Part) int { return a.off - b.off })
+	covered := 0
+	for _, p := range f.parts {
+		if p.off > covered {
+			return decodedFragment
+		}
+		covered = max(covered, p.off+len(p.data))
+	}
+	if covered < f.total {
+		return decodedFragment
+	}
+	buf := make([]byte, f.total)
+	for _, p := range f.parts {
+		copy(buf[p.off:], p.data)
+	}
+	delete(d.frags6, k)
+	out.src, out.dst = src, dst
+	switch f.next {
+	case layers.IPProtocolTCP:
+		if err := d.tcp.DecodeFromBytes(buf, gopacket.NilDecodeFeedback); err != nil {
+			return decodedMalformed
+		}
+		return d.fillTCPAfter(out)
+	case layers.IPProtocolUDP:
+		if err := d.udp.DecodeFromBytes(buf, gopacket.NilDecodeFeedback); err != nil {
+			return decodedMalformed
+		}
+		out.proto = protoUDP
+		out.sport, out.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
+		out.flags, out.seq, out.ack = 0, 0, 0
+		out.payload = d.udp.Payload
+		return decodedOK
+	case layers.IPProtocolICMPv6:
+		out.proto = protoICMPv6
+		out.payload = buf
+		return decodedOK
+	}
+	return decodedOther
 }

@@ -131,3 +131,45 @@ func TestDecodeNoAllocs(t *testing.T) {
 		t.Errorf("decode allocates %.1f times per packet", n)
 	}
 }
+
+// TestDecodeIPv6Fragments reassembles a TCP segment sent in three IPv6
+// fragments, out of order, and keeps a lone fragment pending.
+func TestDecodeIPv6Fragments(t *testing.T) {
+	src, dst := netip.MustParseAddr("fd99::1").AsSlice(), netip.MustParseAddr("fd99::2").AsSlice()
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, ACK: true, Seq: 9, Window: 512}
+	tcp.SetNetworkLayerForChecksum(ip)
+	body := make([]byte, 2500)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	whole := serialize(t, tcp, gopacket.Payload(body))
+	var frags [][]byte
+	for off := 0; off < len(whole); off += 1232 {
+		end := min(off+1232, len(whole))
+		h := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: src, DstIP: dst}
+		fr := &layers.IPv6Fragment{NextHeader: layers.IPProtocolTCP, FragmentOffset: uint16(off / 8), MoreFragments: end < len(whole), Identification: 4242}
+		frags = append(frags, serialize(t, h, fr, gopacket.Payload(whole[off:end])))
+	}
+	if len(frags) != 3 {
+		t.Fatalf("%d fragments", len(frags))
+	}
+	d := newDecoder()
+	var out decoded
+	for i, k := range []int{1, 2, 0} {
+		r := d.decode(layers.LinkTypeRaw, frags[k], time.Now(), &out)
+		if i < 2 && r != decodedFragment {
+			t.Fatalf("fragment %d: result %d", k, r)
+		}
+		if i == 2 && (r != decodedOK || out.proto != protoTCP || out.dport != 80 || out.seq != 9 || string(out.payload) != string(body)) {
+			t.Fatalf("reassembled: result %d proto %d len %d", r, out.proto, len(out.payload))
+		}
+	}
+	if len(d.frags6) != 0 {
+		t.Errorf("%d datagrams left pending", len(d.frags6))
+	}
+	d.decode(layers.LinkTypeRaw, frags[0], time.Now(), &out)
+	if len(d.frags6) != 1 {
+		t.Errorf("a lone first fragment is not pending")
+	}
+}
