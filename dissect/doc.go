@@ -4,8 +4,8 @@
 //
 // A Dissector decodes each packet's L2–L4 headers with gopacket's
 // DecodingLayerParser into preallocated layers (Ethernet, 802.1Q/QinQ, Linux
-// SLL and SLL2, raw IP; IPv4 with fragment reassembly, IPv6 with extension
-// headers; TCP, UDP, ICMP), files it into a stream (a TCP connection or a UDP
+// SLL and SLL2, raw IP; IPv4 and IPv6 with fragment reassembly, IPv6
+// extension headers; TCP, UDP, ICMP), files it into a stream (a TCP connection or a UDP
 // flow, both directions, with a 12-digit id and a pcap name
 // "<id>_<tcp|udp>.pcap"), reassembles TCP per direction, and runs the L7
 // dissector chosen by content (HTTP/1.x, DNS over UDP and TCP, TLS hellos).
