@@ -149,6 +149,24 @@ func andAll(conds []cond) cond {
 	}
 }
 
+func orAll(conds []cond) cond {
+	switch len(conds) {
+	case 1:
+		return conds[0]
+	case 2:
+		a, b := conds[0], conds[1]
+		return func(e *dissect.Entry) bool { return a(e) || b(e) }
+	}
+	return func(e *dissect.Entry) bool {
+		for _, c := range conds {
+			if c(e) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 func (c *compiler) directive(name string, cl *call) *Error {
 	if name == "limit" {
 		if c.hasLimit {
@@ -200,18 +218,20 @@ func (c *compiler) cond(n node) (cond, *Error) {
 	case *binary:
 		switch {
 		case x.word != "":
-			l, err := c.cond(x.l)
-			if err != nil {
-				return nil, err
-			}
-			r, err := c.cond(x.r)
-			if err != nil {
-				return nil, err
+			// A chain of one operator compiles to one loop, not to nested
+			// closures as deep as the chain is long.
+			var conds []cond
+			for _, t := range chain(x, x.word) {
+				cd, err := c.cond(t)
+				if err != nil {
+					return nil, err
+				}
+				conds = append(conds, cd)
 			}
 			if x.word == "and" {
-				return func(e *dissect.Entry) bool { return l(e) && r(e) }, nil
+				return andAll(conds), nil
 			}
-			return func(e *dissect.Entry) bool { return l(e) || r(e) }, nil
+			return orAll(conds), nil
 		case isCmp(x.op):
 			return c.compare(x)
 		}
