@@ -135,10 +135,11 @@ func runRead(ctx context.Context, e *env, args []string) error {
 		debug.SetGCPercent(400)
 	}
 	d := dissect.New(cfg)
-	progress := progressFunc(e.stderr)
+	progress, clearProgress := progressFunc(e.stderr)
 	var feedErr error
 	for _, name := range files {
 		err := dissect.ReadFile(ctx, name, func(p dissect.Packet) error { return d.Feed(p) }, progress(name))
+		clearProgress()
 		if err != nil {
 			feedErr = fmt.Errorf("%s: %w", name, err)
 			break
@@ -216,28 +217,34 @@ func hostPort(ep dissect.Endpoint) string {
 }
 
 // progressFunc returns, per file, a progress callback that rewrites one
-// line on stderr when it is a terminal and the file is large.
-func progressFunc(stderr io.Writer) func(name string) func(done, total int64) {
+// line on stderr when it is a terminal and the file is large, and a
+// function that erases that line.
+func progressFunc(stderr io.Writer) (func(name string) func(done, total int64), func()) {
+	none := func(string) func(int64, int64) { return nil }
 	f, ok := stderr.(*os.File)
 	if !ok {
-		return func(string) func(int64, int64) { return nil }
+		return none, func() {}
 	}
 	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return func(string) func(int64, int64) { return nil }
+		return none, func() {}
 	}
+	shown := false
 	return func(name string) func(int64, int64) {
-		start := time.Now()
-		return func(done, total int64) {
-			if total < 64<<20 {
-				return
+			start := time.Now()
+			return func(done, total int64) {
+				if total < 64<<20 {
+					return
+				}
+				shown = true
+				fmt.Fprintf(f, "\r%s: %3d%% (%d MiB, %.0f MiB/s)\x1b[K", name, done*100/max(total, 1),
+					done>>20, float64(done>>20)/time.Since(start).Seconds())
 			}
-			fmt.Fprintf(f, "\r%s: %3d%% (%d MiB, %.0f MiB/s)\x1b[K", name, done*100/max(total, 1),
-				done>>20, float64(done>>20)/time.Since(start).Seconds())
-			if done >= total {
-				fmt.Fprintln(f)
+		}, func() {
+			if shown {
+				fmt.Fprint(f, "\r\x1b[K")
+				shown = false
 			}
 		}
-	}
 }
 
 // outputLinkType chooses the output's link type: the inputs' one when they
