@@ -12,6 +12,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
+	celparser "github.com/google/cel-go/parser"
 
 	"github.com/kflcap/kflcap/dissect"
 )
@@ -20,6 +21,7 @@ import (
 type celQuery struct {
 	expr string
 	prg  cel.Program
+	tree string // the checked expression as explain prints it
 }
 
 // celVar is one KFL2 variable: its CEL type, what it reads from an entry,
@@ -287,6 +289,9 @@ func compileCEL(orig, body string, o *options) (*Query, error) {
 		return nil, errorAt(orig, 0, "cel: %v", err)
 	}
 	cq := &celQuery{expr: strings.TrimSpace(body), prg: prg}
+	var tb strings.Builder
+	celTree(&tb, checked.NativeRep().Expr(), checked.NativeRep().SourceInfo(), "  ", "  ")
+	cq.tree = strings.ReplaceAll(tb.String(), "__now", "now()")
 	clock := o.clock
 	q := &Query{src: orig, dialect: DialectCEL, cel: cq}
 	q.match = func(e *dissect.Entry) bool {
@@ -474,4 +479,45 @@ func rewriteNow(src string) string {
 		}
 	}
 	return string(b)
+}
+
+// celTree prints &&, || and ! as branches and unparses everything else, so
+// that CEL queries get the same explain view as KFL ones.
+func celTree(b *strings.Builder, e ast.Expr, info *ast.SourceInfo, first, rest string) {
+	if e.Kind() == ast.CallKind {
+		c := e.AsCall()
+		word := map[string]string{"_&&_": "&&", "_||_": "||", "!_": "!"}[c.FunctionName()]
+		if word != "" {
+			var args []ast.Expr
+			var flat func(x ast.Expr)
+			flat = func(x ast.Expr) { // && and || chains read as one group
+				if x.Kind() == ast.CallKind && x.AsCall().FunctionName() == c.FunctionName() && word != "!" {
+					for _, a := range x.AsCall().Args() {
+						flat(a)
+					}
+					return
+				}
+				args = append(args, x)
+			}
+			if word == "!" {
+				args = c.Args()
+			} else {
+				flat(e)
+			}
+			b.WriteString(first + word + "\n")
+			for i, a := range args {
+				if i == len(args)-1 {
+					celTree(b, a, info, rest+"└─ ", rest+"   ")
+				} else {
+					celTree(b, a, info, rest+"├─ ", rest+"│  ")
+				}
+			}
+			return
+		}
+	}
+	s, err := celparser.Unparse(e, info)
+	if err != nil {
+		s = "?"
+	}
+	b.WriteString(first + s + "\n")
 }

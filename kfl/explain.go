@@ -23,7 +23,7 @@ func (q *Query) Explain() string {
 			}
 		}
 	} else if q.cel != nil {
-		fmt.Fprintf(&b, "cel:        %s\n", q.cel.expr)
+		b.WriteString("tree:\n" + q.cel.tree)
 	}
 	if len(q.uses) > 0 {
 		b.WriteString("fields:\n")
