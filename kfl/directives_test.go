@@ -109,3 +109,12 @@ func TestFieldsReference(t *testing.T) {
 		}
 	}
 }
+
+func TestExplainCEL(t *testing.T) {
+	out := MustCompile(`http && status_code >= 500 || !dns && timestamp > now()`).Explain()
+	for _, want := range []string{"dialect:    cel", "  ||\n  ├─ &&\n  │  ├─ http\n  │  └─ status_code >= 500\n  └─ &&\n     ├─ !\n     │  └─ dns\n     └─ timestamp > now()", "status_code  int"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+}
