@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -71,7 +72,9 @@ func (x *extractor) member(h *tar.Header, r io.Reader) error {
 	reject := func(format string, a ...any) error {
 		return &RejectError{Member: h.Name, Reason: fmt.Sprintf(format, a...)}
 	}
-
+	if reason := unsafeName(h.Name); reason != "" {
+		return reject("%s", reason)
+	}
 	name := path.Clean(cleanName(h.Name))
 	switch h.Typeflag {
 	case tar.TypeXGlobalHeader:
@@ -159,16 +162,7 @@ func (x *extractor) mkdirs(member, name string) error {
 }
 
 func splitPath(p string) []string {
-	var parts []string
-	for p != "." && p != "" {
-		dir, base := path.Split(p)
-		parts = append([]string{base}, parts...)
-		p = path.Clean(dir)
-		if dir == "" {
-			break
-		}
-	}
-	return parts
+	return strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
 }
 
 // readErr remembers the error of its reader, to tell read from write
