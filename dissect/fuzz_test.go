@@ -222,3 +222,20 @@ func repositorySeed(f *testing.F) []byte {
 }
 
 var _ = gopacket.NilDecodeFeedback
+
+// FuzzTLSHello parses arbitrary ClientHello and ServerHello bodies.
+func FuzzTLSHello(f *testing.F) {
+	tcp, _ := seedPayloads(f)
+	for _, s := range tcp {
+		for _, b := range s {
+			if looksTLS(b) && len(b) > 9 {
+				f.Add(b[9:]) // after the record and handshake headers
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var info TLS
+		parseClientHello(body, &info)
+		parseServerHello(body, &info)
+	})
+}
