@@ -173,3 +173,28 @@ func TestDecodeIPv6Fragments(t *testing.T) {
 		t.Errorf("a lone first fragment is not pending")
 	}
 }
+
+// TestAppendSLL2 converts every encapsulation of TestDecodeLinkTypes that
+// AppendSLL2 handles and decodes the result to the same flow.
+func TestAppendSLL2(t *testing.T) {
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: []byte{10, 99, 0, 1}, DstIP: []byte{10, 99, 0, 2}}
+	udp := &layers.UDP{SrcPort: 5353, DstPort: 53}
+	udp.SetNetworkLayerForChecksum(ip)
+	raw := serialize(t, ip, udp, gopacket.Payload("q"))
+	eth := append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0}, raw...)
+	sll := append([]byte{0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 8, 0}, raw...)
+	d := newDecoder()
+	for _, p := range []Packet{{LinkType: layers.LinkTypeEthernet, Data: eth, IfIndex: 3}, {LinkType: layers.LinkTypeRaw, Data: raw}, {LinkType: layers.LinkTypeLinuxSLL, Data: sll}} {
+		b, ok := AppendSLL2(nil, p)
+		if !ok {
+			t.Fatalf("%v: not converted", p.LinkType)
+		}
+		var out decoded
+		if r := d.decode(layers.LinkTypeLinuxSLL2, b, time.Now(), &out); r != decodedOK || out.sport != 5353 || string(out.payload) != "q" {
+			t.Errorf("%v: decoded %d %+v", p.LinkType, r, out)
+		}
+		if p.IfIndex == 3 && b[7] != 3 {
+			t.Errorf("interface index not kept: % x", b[:8])
+		}
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -331,7 +330,7 @@ func (w *streamWriter) StreamPacket(_ dissect.StreamInfo, p dissect.Packet) {
 			return
 		}
 		var ok bool
-		w.buf, ok = toSLL2(w.buf[:0], p)
+		w.buf, ok = dissect.AppendSLL2(w.buf[:0], p)
 		if !ok {
 			w.dropped++
 			return
@@ -364,50 +363,4 @@ func (w *streamWriter) Close() error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
-}
-
-// toSLL2 rewrites a frame as LINUX_SLL2 (https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL2.html).
-func toSLL2(dst []byte, p dissect.Packet) ([]byte, bool) {
-	var proto uint16
-	var hatype uint16 = 1 // ARPHRD_ETHER
-	var addr []byte
-	var payload []byte
-	pktType := byte(0)
-	d := p.Data
-	switch p.LinkType {
-	case layers.LinkTypeEthernet:
-		if len(d) < 14 {
-			return dst, false
-		}
-		proto, addr, payload = binary.BigEndian.Uint16(d[12:14]), d[6:12], d[14:]
-	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
-		if len(d) < 1 {
-			return dst, false
-		}
-		hatype = 0xfffe // ARPHRD_NONE
-		proto = 0x0800
-		if d[0]>>4 == 6 {
-			proto = 0x86dd
-		}
-		payload = d
-	case layers.LinkTypeLinuxSLL:
-		if len(d) < 16 {
-			return dst, false
-		}
-		pktType = byte(binary.BigEndian.Uint16(d[0:2]))
-		hatype = binary.BigEndian.Uint16(d[2:4])
-		n := min(int(binary.BigEndian.Uint16(d[4:6])), 8)
-		addr, proto, payload = d[6:6+n], binary.BigEndian.Uint16(d[14:16]), d[16:]
-	default:
-		return dst, false
-	}
-	var h [20]byte
-	binary.BigEndian.PutUint16(h[0:2], proto)
-	binary.BigEndian.PutUint32(h[4:8], uint32(p.IfIndex))
-	binary.BigEndian.PutUint16(h[8:10], hatype)
-	h[10] = pktType
-	h[11] = byte(len(addr))
-	copy(h[12:20], addr)
-	dst = append(dst, h[:]...)
-	return append(dst, payload...), true
 }
