@@ -411,7 +411,7 @@ func celPushEq(f string, v ref.Val) constraint {
 			}
 		}
 	case "src.port", "dst.port":
-		if n, ok := v.(types.Int); ok && n >= 0 && n <= 65535 {
+		if n, ok := v.(types.Int); ok && n > 0 && n <= 65535 { // 0: see portConstraint
 			return constraint{ports: map[uint16]bool{uint16(n): true}}
 		}
 		if n, ok := v.(types.Int); ok && (n < 0 || n > 65535) {

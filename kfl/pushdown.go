@@ -16,9 +16,10 @@ import (
 //	(Ports is empty or its source or destination port is listed, or it is
 //	 a non-first IP fragment, which carries no ports).
 //
-// Packets without ports (ICMP) must be checked as port 0, which is the port
-// their entries have. All is true when nothing is pushable: capture
-// everything. The filter is sound: every packet of every stream that one of
+// Packets of protocols without ports (ICMP) fail a port constraint, as in
+// the kernel (bpf/capture.c); their entries have port 0, so pushdown never
+// constrains ports to a set that holds 0. All is true when nothing is
+// pushable: capture everything. The filter is sound: every packet of every stream that one of
 // the queries could select passes.
 type Prefilter struct {
 	All       bool
@@ -35,8 +36,9 @@ const (
 	ProtoICMPv6 uint8 = 58
 )
 
-// maxPortRange is the widest port range (e.g. dst.port < 1024) that is
-// pushed as a list; wider ones leave ports unconstrained.
+// maxPortRange is the widest port range (e.g. dst.port >= 8000 and
+// dst.port < 9000) that is pushed as a list; wider ones leave ports
+// unconstrained.
 const maxPortRange = 1024
 
 // Pushdown derives the prefilter for a set of queries (every job and
@@ -58,10 +60,15 @@ func Pushdown(qs ...*Query) Prefilter {
 	return acc.prefilter()
 }
 
+// Protocols with ports, as the kernel's port check knows them.
+const (
+	protoSCTP    uint8 = 132
+	protoUDPLite uint8 = 136
+)
+
 // Accepts reports whether the kernel must pass a packet: the reference
 // semantics of the prefilter, for tests of the BPF side. nonFirstFragment
-// is a non-first IP fragment, which carries no ports. Packets without
-// ports (ICMP) are passed with port 0.
+// is a non-first IP fragment, which carries no ports.
 func (p Prefilter) Accepts(proto uint8, src, dst netip.Addr, sport, dport uint16, nonFirstFragment bool) bool {
 	if p.All {
 		return true
@@ -82,8 +89,15 @@ func (p Prefilter) Accepts(proto uint8, src, dst netip.Addr, sport, dport uint16
 			return false
 		}
 	}
-	if len(p.Ports) > 0 && !nonFirstFragment && !slices.Contains(p.Ports, sport) && !slices.Contains(p.Ports, dport) {
-		return false
+	if len(p.Ports) > 0 && !nonFirstFragment {
+		switch proto {
+		case ProtoTCP, ProtoUDP, protoSCTP, protoUDPLite:
+		default:
+			return false
+		}
+		if !slices.Contains(p.Ports, sport) && !slices.Contains(p.Ports, dport) {
+			return false
+		}
 	}
 	return true
 }
@@ -486,7 +500,10 @@ func portConstraint(lo, hi int64) constraint {
 	if lo > hi {
 		return constraint{empty: true}
 	}
-	if hi-lo+1 > maxPortRange {
+	// Port 0 is what entries of portless protocols (ICMP) have, and the
+	// kernel drops portless packets under a port constraint: a range that
+	// holds 0 cannot be pushed soundly.
+	if hi-lo+1 > maxPortRange || lo == 0 {
 		return anything
 	}
 	m := map[uint16]bool{}

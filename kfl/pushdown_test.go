@@ -21,6 +21,8 @@ func entryProto(e *dissect.Entry) uint8 {
 		return ProtoUDP
 	case e.Protocol.Name == "icmp":
 		return ProtoICMP
+	case e.Protocol.Name == "icmpv6":
+		return ProtoICMPv6
 	}
 	return ProtoTCP
 }
@@ -48,6 +50,7 @@ func TestPrefilterAccepts(t *testing.T) {
 		{ProtoUDP, a, b, 40000, 54, false, false},
 		{ProtoUDP, a, b, 0, 0, true, true}, // a later fragment of a big answer
 		{ProtoUDP, netip.MustParseAddr("::ffff:10.96.0.1"), a, 53, 1, false, true},
+		{ProtoICMP, a, b, 0, 0, false, false}, // portless under a port constraint
 	} {
 		if got := p.Accepts(tc.proto, tc.src, tc.dst, tc.sport, tc.dport, tc.frag); got != tc.want {
 			t.Errorf("%+v: got %v", tc, got)
@@ -72,6 +75,9 @@ func TestPushdownExamples(t *testing.T) {
 		{[]string{`src.ip == "10.0.0.1" and dst.ip == "10.0.0.2"`}, "src or dst in {10.0.0.1/32}"},
 		{[]string{`tcp and dst.port >= 8000 and dst.port < 8003`}, "protocol in {tcp} and src or dst port in {8000-8002}"},
 		{[]string{`dst.port < 1024 and dst.port == 443`}, "src or dst port in {443}"},
+		{[]string{`dst.port < 1024`}, "capture everything (nothing pushable)"}, // holds 0, the port of ICMP entries
+		{[]string{`dst.port == 0`}, "capture everything (nothing pushable)"},
+		{[]string{`dst.port > 0 and dst.port < 1024`}, "src or dst port in {1-1023}"},
 		{[]string{`dst.port > 1024`}, "capture everything (nothing pushable)"},
 		{[]string{`dst.port == "8080" or src.port == 9090`}, "src or dst port in {8080, 9090}"},
 		{[]string{`tcp and udp`}, "capture everything (nothing pushable)"}, // matches nothing
@@ -101,7 +107,7 @@ func TestPushdownExamples(t *testing.T) {
 var (
 	ipPool   = []string{"10.0.0.1", "10.0.0.2", "10.0.1.9", "10.96.0.10", "192.168.1.5", "8.8.8.8", "fd00::1", "fd00::2", "2001:db8::7"}
 	cidrPool = []string{"10.0.0.0/8", "10.0.0.0/24", "10.96.0.0/12", "192.168.0.0/16", "8.8.8.8/32", "fd00::/8", "2001:db8::/32", "0.0.0.0/0"}
-	portPool = []uint16{53, 80, 443, 5432, 8080, 30000, 40000, 50000, 65535, 1}
+	portPool = []uint16{53, 80, 443, 5432, 8080, 30000, 40000, 50000, 65535, 1, 0}
 )
 
 func pick[T any](r *rand.Rand, s []T) T { return s[r.IntN(len(s))] }
@@ -167,7 +173,11 @@ func randEntry(r *rand.Rand) *dissect.Entry {
 	if r.IntN(3) == 0 {
 		e.Src.Name = "a.b"
 	}
-	switch r.IntN(5) {
+	switch r.IntN(6) {
+	case 5:
+		// ICMP has no ports: its entries carry port 0.
+		e.Protocol = dissect.Protocol{Name: "icmp", Abbr: "ICMP"}
+		e.Src.Port, e.Dst.Port = 0, 0
 	case 0:
 		e.Protocol = dissect.Protocol{Name: "http", Abbr: "HTTP", Layer4: "tcp"}
 		e.HTTP = &dissect.HTTP{Request: dissect.HTTPRequest{Method: "GET", Path: pick(r, []string{"/", "/api/x", "/y"})},
