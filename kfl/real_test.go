@@ -2,7 +2,8 @@ package kfl
 
 import (
 	"context"
-	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,18 +14,19 @@ import (
 // from a real capture (dissect/testdata) and checks each against an oracle
 // written directly in Go over the same entries.
 func TestOnDissectedCapture(t *testing.T) {
-	const path = "../dissect/testdata/http.pcap"
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("no capture: %v", err)
-	}
+	// Every capture the dissectors' tests keep, so that new protocols'
+	// captures are picked up as they land.
+	paths, _ := filepath.Glob("../dissect/testdata/*.pcap*")
 	var entries []*dissect.Entry
-	d := dissect.New(dissect.Config{OnEntry: func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) }})
-	if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
-		t.Fatal(err)
+	for _, path := range paths {
+		d := dissect.New(dissect.Config{OnEntry: func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) }})
+		if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		d.Close()
 	}
-	d.Close()
 	if len(entries) == 0 {
-		t.Skip("the capture gave no entries")
+		t.Skip("no captures with entries")
 	}
 	resp := func(e *dissect.Entry) *dissect.HTTPResponse {
 		if e.HTTP == nil || !e.HTTP.HasResponse {
@@ -60,6 +62,29 @@ func TestOnDissectedCapture(t *testing.T) {
 		{`http and response.status == nil`, func(e *dissect.Entry) bool { return e.HTTP != nil && !e.HTTP.HasResponse }},
 		{`dst.port == 8080 or src.port == 8080`, func(e *dissect.Entry) bool { return e.Dst.Port == 8080 || e.Src.Port == 8080 }},
 		{`cel: http && status_code == 200`, func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status == 200 }},
+		{"dns", func(e *dissect.Entry) bool { return e.DNS != nil }},
+		{`dns and response.code == "NoError"`, func(e *dissect.Entry) bool {
+			return e.DNS != nil && e.DNS.HasResponse && e.DNS.Response.Code == "NoError"
+		}},
+		{`request.questions[*].type == "AAAA"`, func(e *dissect.Entry) bool {
+			if e.DNS == nil {
+				return false
+			}
+			for _, q := range e.DNS.Request.Questions {
+				if q.Type == "AAAA" {
+					return true
+				}
+			}
+			return false
+		}},
+		{`response.answers[*].ip != nil`, func(e *dissect.Entry) bool {
+			return e.DNS != nil && e.DNS.HasResponse && len(e.DNS.Response.Answers) > 0
+		}},
+		{"tls", func(e *dissect.Entry) bool { return e.TLS != nil }},
+		{`tls and request.sni != nil`, func(e *dissect.Entry) bool { return e.TLS != nil && e.TLS.ServerName != "" }},
+		{`request.alpn[*] == "h2"`, func(e *dissect.Entry) bool { return e.TLS != nil && slices.Contains(e.TLS.ALPN, "h2") }},
+		{"udp", func(e *dissect.Entry) bool { return e.Protocol.Layer4 == "udp" }},
+		{`l4.syn`, func(e *dissect.Entry) bool { return e.L4 != nil && e.L4.SYN }},
 	} {
 		q := MustCompile(tc.q)
 		p := q.Prefilter()
