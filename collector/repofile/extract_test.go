@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -118,16 +118,13 @@ func lyingHeader(t *testing.T, claim, actual int) []byte {
 	// Rewrite the size field (octal, offset 124) and the checksum of the
 	// second header (the block after "first"'s header and data).
 	h := b[1024 : 1024+512]
-	copy(h[124:136], []byte(strconv.FormatInt(int64(claim), 8)+"\x00"))
-	for i := len(strconv.FormatInt(int64(claim), 8)) + 1; i < 12; i++ {
-		h[124+i] = 0
-	}
+	copy(h[124:136], fmt.Sprintf("%011o\x00", claim))
 	copy(h[148:156], "        ")
 	sum := 0
 	for _, c := range h {
 		sum += int(c)
 	}
-	copy(h[148:156], []byte(strconv.FormatInt(int64(sum), 8)+"\x00 "))
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
 	return rt.Gzip(t, b)
 }
 
