@@ -85,6 +85,7 @@ type httpMsg struct {
 	isResp   bool
 	gzip     bool
 	rawBody  []byte // body bytes kept for the preview (compressed if gzip)
+	clen     int64  // Content-Length, -1 when absent
 	complete bool
 	// TCP positions (see stream.segSeq): where the message started, the
 	// peer's sequence acknowledged then, and where it ended.
@@ -439,6 +440,7 @@ func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 		clen = n
 	}
 	m.gzip = strings.EqualFold(strings.TrimSpace(hdr.Get("Content-Encoding")), "gzip")
+	m.clen = clen
 	if !m.isResp {
 		f := strings.Fields(start)
 		if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
@@ -547,6 +549,10 @@ func (m *httpMsg) body(b []byte, preview int) {
 		limit = maxGzipPreviewIn
 	}
 	if preview > 0 && len(m.rawBody) < limit {
+		if m.rawBody == nil && m.clen > 0 {
+			// One allocation of the right size instead of append's doublings.
+			m.rawBody = make([]byte, 0, min(int64(limit), m.clen))
+		}
 		m.rawBody = append(m.rawBody, b[:min(len(b), limit-len(m.rawBody))]...)
 	}
 }
