@@ -83,7 +83,9 @@ type Config struct {
 	// Resolver, if set, fills Src/Dst Name and Namespace.
 	Resolver Resolver
 	// Node is copied into every entry.
-	Node   Node
+	Node Node
+	// Logger receives rare operational events (the stream table filling
+	// up, a summary at Close); per-packet problems are only counted.
 	Logger *slog.Logger
 }
 
@@ -155,6 +157,8 @@ type Dissector struct {
 	dec    *decoder
 	shards []*shard
 	nextID atomic.Uint64
+	// warnedFull: the first eviction is logged, later ones only counted.
+	warnedFull atomic.Bool
 
 	// Multi-worker mode only.
 	batches []*batch // the batch being filled, per shard
@@ -257,15 +261,19 @@ func (d *Dissector) Close() {
 	d.closed = true
 	if len(d.shards) == 1 {
 		d.shards[0].closeAll()
-		return
-	}
-	for i, sh := range d.shards {
-		if b := d.batches[i]; b != nil {
-			sh.in <- b
+	} else {
+		for i, sh := range d.shards {
+			if b := d.batches[i]; b != nil {
+				sh.in <- b
+			}
+			close(sh.in)
 		}
-		close(sh.in)
+		d.wg.Wait()
 	}
-	d.wg.Wait()
+	st := d.Stats()
+	d.cfg.Logger.Debug("dissector closed", "packets", st.Packets, "malformed", st.Malformed,
+		"streams", st.Streams, "evicted", st.StreamsEvicted, "entries", st.Entries,
+		"gaps", st.ReassemblyGaps, "retain_overflow", st.RetainOverflow)
 }
 
 // Stats returns the counters. It is safe to call concurrently with Feed.

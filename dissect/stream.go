@@ -234,7 +234,10 @@ func (sh *shard) handle(p *Packet, res decodeResult, dec *decoded) {
 func (sh *shard) newStream(k flowKey, dec *decoded, ts time.Time) *stream {
 	if len(sh.streams) >= sh.max {
 		if victim := sh.lru.prev; victim != &sh.lru {
-			sh.c.evicted.Add(1)
+			if sh.c.evicted.Add(1) == 1 && !sh.d.warnedFull.Swap(true) {
+				sh.d.cfg.Logger.Warn("stream table full: evicting the least recently active streams (counted in StreamsEvicted)",
+					"max_streams", sh.d.cfg.MaxStreams)
+			}
 			sh.closeStream(victim)
 		}
 	}
