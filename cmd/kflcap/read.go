@@ -99,6 +99,7 @@ func runRead(ctx context.Context, e *env, args []string) error {
 	var printErr error
 	cfg := dissect.Config{
 		Workers: *workers,
+		Logger:  e.log,
 		OnEntry: func(en *dissect.Entry, s dissect.StreamRef) {
 			if !match(en) {
 				return
