@@ -210,3 +210,38 @@ func TestHTTPMidStreamStart(t *testing.T) {
 		}
 	}
 }
+
+// dnsAnswers are kflcap's answered DNS exchanges without the stream.
+func dnsAnswers(entries []*dissect.Entry) []string {
+	var out []string
+	for _, s := range dnsTuples(entries) {
+		f := strings.SplitN(s, " ", 3) // l4, stream, rest
+		out = append(out, f[0]+" "+f[2])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestDNSLossAndDuplicates drops each packet of the DNS capture in turn
+// (a lost query still leaves its answer, a lost answer an unanswered query)
+// and duplicates all of them.
+func TestDNSLossAndDuplicates(t *testing.T) {
+	pkts, lt := loadPcap(t, "testdata/dns.pcap")
+	clean, _ := dissectFile(t, "testdata/dns.pcap", dissect.Config{})
+	want := dnsAnswers(clean)
+	for i := range pkts {
+		got, _ := dissectFile(t, writePcap(t, slices.Delete(slices.Clone(pkts), i, i+1), lt), dissect.Config{})
+		g := dnsAnswers(got)
+		if !isSubset(g, want) || len(want)-len(g) > 1 {
+			t.Errorf("packet %d dropped: got %d answers of %d; wrong or extra: %q", i+1, len(g), len(want), missingOf(want, g))
+		}
+	}
+	var dup []rawPacket
+	for _, p := range pkts {
+		dup = append(dup, p, p)
+	}
+	got, _ := dissectFile(t, writePcap(t, dup, lt), dissect.Config{})
+	if g := slices.Compact(dnsAnswers(got)); !slices.Equal(g, slices.Compact(slices.Clone(want))) {
+		t.Errorf("duplicated: %q\nwant %q", g, want)
+	}
+}
