@@ -24,7 +24,8 @@ type tlsApp struct {
 	done    [2]bool
 	info    TLS
 	hello   bool // ClientHello parsed
-	ts      time.Time
+	ts      time.Time // ClientHello
+	tsSrv   time.Time // ServerHello
 	client  int
 	emitted bool
 }
@@ -81,6 +82,7 @@ func (a *tlsApp) handshake(sh *shard, s *stream, dir int, ts time.Time) bool {
 		}
 	case 2:
 		ok = parseServerHello(body, &a.info)
+		a.tsSrv = ts
 		if ok && a.client < 0 {
 			a.client, a.ts = 1-dir, ts
 			s.clientIsB = a.client == 1
@@ -132,6 +134,9 @@ func (a *tlsApp) emit(sh *shard, s *stream) {
 		v = a.info.OfferedVersions[0]
 	}
 	e.Protocol = Protocol{Name: "tls", Abbr: "TLS", Version: v, Layer4: "tcp"}
+	if a.hello && !a.tsSrv.IsZero() {
+		e.ElapsedTime = a.tsSrv.Sub(a.ts).Milliseconds() // handshake round trip
+	}
 	info := a.info
 	e.TLS = &info
 	sh.emit(s, e)
