@@ -32,6 +32,12 @@ type operand struct {
 	field  string // display path when the operand is a field
 	mapVal bool   // values of a map slot (headers, query): untyped text
 	at     int
+
+	// Typed views of one, when the field has them (see field.getStr).
+	str func(e *dissect.Entry) (string, bool)
+	num func(e *dissect.Entry) (int64, bool)
+	ip  func(e *dissect.Entry) (netip.Addr, bool)
+	cd  cond // when the operand is a condition (a helper's result): used as is
 }
 
 func (o *operand) any(pred func(value) bool) cond {
@@ -267,6 +273,9 @@ func (c *compiler) cond(n node) (cond, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.cd != nil {
+		return o.cd, nil
+	}
 	if o.kind == KindBool {
 		if o.konst {
 			if o.c.t {
@@ -397,7 +406,7 @@ func (c *compiler) operand(n node) (*operand, *Error) {
 }
 
 func condOperand(cd cond, at int) *operand {
-	return &operand{kind: KindBool, at: at, one: func(e *dissect.Entry) (value, bool) { return value{t: cd(e)}, true }}
+	return &operand{kind: KindBool, at: at, cd: cd, one: func(e *dissect.Entry) (value, bool) { return value{t: cd(e)}, true }}
 }
 
 func (c *compiler) literal(x *literal) (*operand, *Error) {
@@ -609,6 +618,13 @@ func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
 		if !ok {
 			return nil, c.errAt(arg.at, ".inCidr(%q): not a CIDR prefix like \"10.0.0.0/8\"", s)
 		}
+		if recv.ip != nil && !recv.konst {
+			get := recv.ip
+			return condOperand(func(e *dissect.Entry) bool {
+				a, ok := get(e)
+				return ok && (pfx.Contains(a.Unmap()) || pfx.Contains(a))
+			}, f.at), nil
+		}
 		var pred func(value) bool
 		switch recv.kind {
 		case KindIP:
@@ -643,6 +659,10 @@ func (c *compiler) textMethod(f *selector, x *call) (*operand, *Error) {
 		tb = bytes.HasSuffix
 	default:
 		tb = bytes.Contains
+	}
+	if recv.kind == KindString && recv.str != nil && !recv.konst {
+		get := recv.str
+		return condOperand(func(e *dissect.Entry) bool { v, ok := get(e); return ok && ts(v, s) }, f.at), nil
 	}
 	sb := []byte(s)
 	var pred func(value) bool
@@ -725,6 +745,10 @@ func (c *compiler) compare(x *binary) (cond, *Error) {
 		if ordered {
 			return nil, c.errAt(x.at, "a regex can only be compared with == or !=")
 		}
+		if l.kind == KindString && l.str != nil && !l.konst {
+			get, re, want := l.str, r.re, op == tEq
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && re.MatchString(v) == want }, nil
+		}
 		m, err := c.regexMatcher(l, r.re, x)
 		if err != nil {
 			return nil, err
@@ -761,6 +785,9 @@ func (c *compiler) compare(x *binary) (cond, *Error) {
 	if r.konst {
 		if l.konst {
 			return constCond(cmpValues(dom, op, l.c, rc)), nil
+		}
+		if fast := typedCompare(l, dom, op, rc); fast != nil {
+			return fast, nil
 		}
 		return l.any(constPred(dom, op, rc)), nil
 	}
@@ -1090,4 +1117,42 @@ func numberTable(re *regexp.Regexp) *[numTableSize / 64]uint64 {
 	numTables[re.String()] = t
 	numTablesMu.Unlock()
 	return t
+}
+
+// typedCompare compiles the frequent comparisons of a field with a
+// constant through the field's typed accessor: one closure that reads a
+// string or an int and compares it. nil when there is no fast path.
+func typedCompare(l *operand, dom domain, op tokKind, c value) cond {
+	switch {
+	case dom == dString && l.str != nil:
+		get, s := l.str, c.s
+		switch op {
+		case tEq:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v == s }
+		case tNe:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v != s }
+		}
+		return func(e *dissect.Entry) bool { v, ok := get(e); return ok && cmpOrder(op, strings.Compare(v, s)) }
+	case dom == dInt && l.num != nil:
+		get, n := l.num, c.n
+		switch op {
+		case tEq:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v == n }
+		case tNe:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v != n }
+		case tLt:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v < n }
+		case tLe:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v <= n }
+		case tGt:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v > n }
+		case tGe:
+			return func(e *dissect.Entry) bool { v, ok := get(e); return ok && v >= n }
+		}
+	case dom == dIP && l.ip != nil && (op == tEq || op == tNe):
+		get, a := l.ip, c.ip
+		eq := op == tEq
+		return func(e *dissect.Entry) bool { v, ok := get(e); return ok && (v.Unmap() == a) == eq }
+	}
+	return nil
 }

@@ -72,7 +72,7 @@ func TestTableOnCaptures(t *testing.T) {
 		gl, wl := strings.Split(b.String(), "\n"), strings.Split(string(want), "\n")
 		for i := 0; i < len(gl) && i < len(wl); i++ {
 			if gl[i] != wl[i] {
-				t.Fatalf("%s differs at line %d:\n  got  %s\n  want %s\n(if the captures changed on purpose, rerun with -update and review)", golden, i+1, gl[i], wl[i])
+				t.Fatalf("%s differs at line %d:\n  got  %s\n  want %s\n(if the captures or the dissectors changed on purpose, run go test ./kfl -run TableOnCaptures -update and review the diff)", golden, i+1, gl[i], wl[i])
 			}
 		}
 		t.Fatalf("%s differs in length", golden)

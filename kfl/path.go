@@ -128,6 +128,7 @@ func (c *compiler) path(n node) (*operand, *Error) {
 	switch {
 	case f.get != nil:
 		o.one = f.get
+		o.str, o.num, o.ip = f.getStr, f.getInt, f.getIP
 	case f.n != nil && slot == '[':
 		n, elem, j := f.n, f.elem, idx
 		o.one = func(e *dissect.Entry) (value, bool) {
@@ -155,6 +156,9 @@ func (c *compiler) path(n node) (*operand, *Error) {
 	case slot == '{':
 		get, k := f.key, key
 		o.one = func(e *dissect.Entry) (value, bool) { return get(e, k) }
+		if ks := f.keyStr; ks != nil {
+			o.str = func(e *dissect.Entry) (string, bool) { return ks(e, k) }
+		}
 	default:
 		o.each = f.each
 	}

@@ -77,6 +77,14 @@ type field struct {
 	elem func(e *dissect.Entry, i int) value                // list slot: i < n(e)
 	key  func(e *dissect.Entry, k string) (value, bool)     // map slot: lookup
 	each func(e *dissect.Entry, pred func(value) bool) bool // map slot: any value
+
+	// Typed accessors of scalar and map fields, beside get and key: the
+	// compiler uses them for the frequent comparisons so that the hot path
+	// moves a string or an int rather than a whole value.
+	getStr func(e *dissect.Entry) (string, bool)
+	getInt func(e *dissect.Entry) (int64, bool)
+	getIP  func(e *dissect.Entry) (netip.Addr, bool)
+	keyStr func(e *dissect.Entry, k string) (string, bool)
 }
 
 // fields is the schema; built once in init and read-only afterwards.
@@ -109,12 +117,14 @@ func str(s string) value { return value{s: s} }
 
 func strField(path, protos, doc string, get func(e *dissect.Entry) (string, bool)) {
 	addField(&field{path: path, kind: KindString, protos: protos, doc: doc,
-		get: func(e *dissect.Entry) (value, bool) { s, ok := get(e); return value{s: s}, ok }})
+		get:    func(e *dissect.Entry) (value, bool) { s, ok := get(e); return value{s: s}, ok },
+		getStr: get})
 }
 
 func intField(path string, kind Kind, protos, doc string, get func(e *dissect.Entry) (int64, bool)) {
 	addField(&field{path: path, kind: kind, protos: protos, doc: doc,
-		get: func(e *dissect.Entry) (value, bool) { n, ok := get(e); return value{n: n}, ok }})
+		get:    func(e *dissect.Entry) (value, bool) { n, ok := get(e); return value{n: n}, ok },
+		getInt: get})
 }
 
 func boolField(path, protos, doc string, get func(e *dissect.Entry) (bool, bool)) {
@@ -129,6 +139,10 @@ func endpointFields(side string, ep func(e *dissect.Entry) *dissect.Endpoint) {
 		get: func(e *dissect.Entry) (value, bool) {
 			a := ep(e).IP
 			return value{ip: a}, a.IsValid()
+		},
+		getIP: func(e *dissect.Entry) (netip.Addr, bool) {
+			a := ep(e).IP
+			return a, a.IsValid()
 		}})
 	intField(side+".port", KindPort, "", "L4 port of the "+side+" side (0 for ICMP)",
 		func(e *dissect.Entry) (int64, bool) { return int64(ep(e).Port), true })
@@ -140,19 +154,24 @@ func endpointFields(side string, ep func(e *dissect.Entry) *dissect.Endpoint) {
 
 // headers look up case-insensitively, as HTTP field names compare.
 func headerMap(path, protos, doc string, h func(e *dissect.Entry) (dissect.Headers, bool), fold bool) {
+	lookup := func(e *dissect.Entry, k string) (string, bool) {
+		hs, ok := h(e)
+		if !ok {
+			return "", false
+		}
+		for i := range hs {
+			if hs[i].Name == k || (fold && strings.EqualFold(hs[i].Name, k)) {
+				return hs[i].Value, true
+			}
+		}
+		return "", false
+	}
 	addField(&field{path: path, kind: KindString, protos: protos, doc: doc,
 		key: func(e *dissect.Entry, k string) (value, bool) {
-			hs, ok := h(e)
-			if !ok {
-				return value{}, false
-			}
-			for i := range hs {
-				if hs[i].Name == k || (fold && strings.EqualFold(hs[i].Name, k)) {
-					return value{s: hs[i].Value}, true
-				}
-			}
-			return value{}, false
+			s, ok := lookup(e, k)
+			return value{s: s}, ok
 		},
+		keyStr: lookup,
 		each: func(e *dissect.Entry, pred func(value) bool) bool {
 			hs, ok := h(e)
 			if !ok {
