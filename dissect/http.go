@@ -79,9 +79,11 @@ func newHTTPApp() *httpApp {
 
 // httpMsg is a message being parsed or waiting for its pair.
 type httpMsg struct {
-	ts       time.Time // first byte
-	req      HTTPRequest
-	resp     HTTPResponse
+	ts time.Time // first byte
+	// A request builds the exchange's HTTP value itself, so that pairing
+	// only copies the response into it.
+	req      *HTTP
+	resp     *HTTPResponse
 	isResp   bool
 	gzip     bool
 	rawBody  []byte // body bytes kept for the preview (compressed if gzip)
@@ -90,6 +92,16 @@ type httpMsg struct {
 	// TCP positions (see stream.segSeq): where the message started, the
 	// peer's sequence acknowledged then, and where it ended.
 	seq, ack, end uint32
+}
+
+func newHTTPMsg(ts time.Time, resp bool, s *stream) *httpMsg {
+	m := &httpMsg{ts: ts, isResp: resp, seq: s.segSeq, ack: s.segAck}
+	if resp {
+		m.resp = new(HTTPResponse)
+	} else {
+		m.req = new(HTTP)
+	}
+	return m
 }
 
 // httpHalf is the parser of one direction.
@@ -250,7 +262,7 @@ func (a *httpApp) findStart(s *stream, dir int, b []byte, ts time.Time) []byte {
 		resp := dir != a.clientDir
 		if isStartLine(b, resp) {
 			h.sync, h.state = false, stHeaders
-			h.msg = &httpMsg{ts: ts, isResp: resp, seq: s.segSeq, ack: s.segAck}
+			h.msg = newHTTPMsg(ts, resp, s)
 			return b
 		}
 	}
@@ -298,7 +310,7 @@ func (a *httpApp) findStart(s *stream, dir int, b []byte, ts time.Time) []byte {
 	}
 	h.sync = false
 	h.state = stHeaders
-	h.msg = &httpMsg{ts: ts, isResp: resp, seq: s.segSeq, ack: s.segAck}
+	h.msg = newHTTPMsg(ts, resp, s)
 	rest := append([]byte(nil), h.buf[off:]...)
 	h.buf = h.buf[:0]
 	return rest
@@ -382,7 +394,7 @@ func (a *httpApp) end(sh *shard, s *stream, dir int, ts time.Time) {
 	switch {
 	case h.state == stBodyToClose:
 		a.done(sh, s, dir)
-	case h.msg.isResp && h.state != stHeaders && len(a.reqs) > 0 && a.reqs[0].req.Method == "HEAD":
+	case h.msg.isResp && h.state != stHeaders && len(a.reqs) > 0 && a.reqs[0].req.Request.Method == "HEAD":
 		// The response was parsed before its HEAD request (disorder) and
 		// waited for a body that never comes.
 		h.msg.resp.BodySize, h.msg.rawBody = 0, nil
@@ -446,7 +458,7 @@ func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 		if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
 			return false
 		}
-		r := &m.req
+		r := &m.req.Request
 		r.Method, r.URL, r.Version, r.Headers = f[0], f[1], strings.TrimPrefix(f[2], "HTTP/"), hdr
 		r.Host = hdr.Get("Host")
 		r.Path = r.URL
@@ -492,10 +504,10 @@ func (a *httpApp) parseHeaders(sh *shard, dir int, block []byte) bool {
 	if err != nil || len(code) != 3 || st < 100 {
 		return false
 	}
-	r := &m.resp
+	r := m.resp
 	r.Version, r.Status, r.StatusText, r.Headers = strings.TrimPrefix(ver, "HTTP/"), st, text2, hdr
 	head := false
-	if len(a.reqs) > 0 && a.reqs[0].req.Method == "HEAD" {
+	if len(a.reqs) > 0 && a.reqs[0].req.Request.Method == "HEAD" {
 		head = true
 	}
 	switch {
@@ -542,7 +554,7 @@ func (m *httpMsg) body(b []byte, preview int) {
 	if m.isResp {
 		m.resp.BodySize += int64(len(b))
 	} else {
-		m.req.BodySize += int64(len(b))
+		m.req.Request.BodySize += int64(len(b))
 	}
 	limit := preview
 	if m.gzip {
@@ -577,7 +589,7 @@ func (a *httpApp) done(sh *shard, s *stream, dir int) {
 		a.pairResponse(sh, s, m)
 		return
 	}
-	m.req.Body = preview
+	m.req.Request.Body = preview
 	// A waiting response that cannot answer this request answered one the
 	// capture lost.
 	for len(a.resps) > 0 && !answers(a.resps[0], m) {
@@ -631,7 +643,7 @@ func (a *httpApp) pairResponse(sh *shard, s *stream, m *httpMsg) {
 	a.lostResps = 0
 	req := a.reqs[0]
 	a.reqs = a.reqs[1:]
-	if m.resp.Status == 101 || req.req.Method == "CONNECT" && m.resp.Status/100 == 2 {
+	if m.resp.Status == 101 || req.req.Request.Method == "CONNECT" && m.resp.Status/100 == 2 {
 		a.upgraded = true
 	}
 	a.emit(sh, s, req, m)
@@ -658,10 +670,10 @@ func (a *httpApp) emit(sh *shard, s *stream, req, resp *httpMsg) {
 		cd = s.clientDir()
 	}
 	e := sh.newEntry(s, cd, req.ts)
-	e.Protocol = Protocol{Name: "http", Abbr: "HTTP", Version: req.req.Version, Layer4: "tcp"}
-	x := &HTTP{Request: req.req}
+	e.Protocol = Protocol{Name: "http", Abbr: "HTTP", Version: req.req.Request.Version, Layer4: "tcp"}
+	x := req.req
 	if resp != nil {
-		x.Response, x.HasResponse = resp.resp, true
+		x.Response, x.HasResponse = *resp.resp, true
 		e.ElapsedTime = resp.ts.Sub(req.ts).Milliseconds()
 	}
 	e.HTTP = x
