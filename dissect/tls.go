@@ -23,7 +23,7 @@ type tlsApp struct {
 	hs      [2][]byte // handshake bytes of the hello being reassembled
 	done    [2]bool
 	info    TLS
-	hello   bool // ClientHello parsed
+	hello   bool      // ClientHello parsed
 	ts      time.Time // ClientHello
 	tsSrv   time.Time // ServerHello
 	client  int
