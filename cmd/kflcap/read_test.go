@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +41,14 @@ func TestReadText(t *testing.T) {
 	}
 	if !strings.Contains(out, "000000000001_tcp.pcap HTTP 10.99.0.1:") || !strings.Contains(out, "GET /status/500?q=500&x=y 500 Internal Server Error") {
 		t.Errorf("unexpected output:\n%s", out)
+	}
+	// Several workers: the same lines, in another order between streams.
+	out3, _, code := readCmd(t, "read", "--workers", "3", httpPcap)
+	a, b := strings.Split(out, "\n"), strings.Split(out3, "\n")
+	slices.Sort(a)
+	slices.Sort(b)
+	if code != 0 || !slices.Equal(a, b) {
+		t.Errorf("--workers 3: exit %d, output differs:\n%s", code, out3)
 	}
 	// Flags after the file, and several files.
 	out2, _, code := readCmd(t, "read", httpPcap, dnsPcap, "--json")
