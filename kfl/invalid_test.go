@@ -2,6 +2,7 @@ package kfl
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -103,7 +104,7 @@ func TestInvalidQueries(t *testing.T) {
 		if ke.Line != tc.line || ke.Col != tc.col || !strings.Contains(ke.Msg, tc.msg) {
 			t.Errorf("%q:\n  got  %d:%d: %s\n  want %d:%d: %s", tc.q, ke.Line, ke.Col, ke.Msg, tc.line, tc.col, tc.msg)
 		}
-		if !strings.HasPrefix(ke.Error(), ke.Msg[:0]+itoa(tc.line)+":"+itoa(tc.col)+": ") {
+		if !strings.HasPrefix(ke.Error(), fmt.Sprintf("%d:%d: ", tc.line, tc.col)) {
 			t.Errorf("%q: Error() = %q", tc.q, ke.Error())
 		}
 		// The caret sits under the reported column of the reported line.

@@ -2,6 +2,7 @@ package kfl
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -93,7 +94,7 @@ func redactPath(v any, path []string) bool {
 	case []any:
 		done := false
 		for i, child := range x {
-			if path[0] == "*" || path[0] == itoa(i) {
+			if path[0] == "*" || path[0] == strconv.Itoa(i) {
 				if last {
 					x[i] = Redacted
 					done = true
@@ -117,11 +118,4 @@ func isDigits(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }
