@@ -8,9 +8,11 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/kflcap/kflcap/collector/repofile"
 	"github.com/kflcap/kflcap/internal/config"
@@ -103,6 +105,16 @@ func runRepo(ctx context.Context, e *env, args []string) error {
 	}
 }
 
+// printable quotes s when it holds control characters: member names and
+// content.json values come from the archive, and must not drive the
+// terminal or break the one-line-per-member layout.
+func printable(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 func plural(n int, word string) string {
 	if n == 1 {
 		return word
@@ -117,7 +129,7 @@ const repoTime = "2006-01-02T15:04:05.000000Z"
 func repoList(w io.Writer, r *repofile.Repository) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, m := range r.Members {
-		fmt.Fprintf(tw, "%s\t%d", m.Name, m.Size)
+		fmt.Fprintf(tw, "%s\t%d", printable(m.Name), m.Size)
 		switch {
 		case m.Pcap != nil:
 			p := m.Pcap
@@ -130,7 +142,7 @@ func repoList(w io.Writer, r *repofile.Repository) error {
 			}
 		case m.Type == "file":
 		case m.Link != "":
-			fmt.Fprintf(tw, "\t%s -> %s", m.Type, m.Link)
+			fmt.Fprintf(tw, "\t%s -> %s", m.Type, printable(m.Link))
 		default:
 			fmt.Fprintf(tw, "\t%s", m.Type)
 		}
@@ -182,7 +194,9 @@ var (
 // flattened to dotted keys), then whether the repository is consistent.
 func repoInspect(w io.Writer, r *repofile.Repository, problems []string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	line := func(k, format string, a ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", printable(k), printable(fmt.Sprintf(format, a...)))
+	}
 
 	desc := filepath.Base(r.Path)
 	switch n := r.Name; n.Kind {

@@ -445,3 +445,22 @@ func TestRepoErrors(t *testing.T) {
 		t.Errorf("--help: exit %d\n%s", code, out)
 	}
 }
+
+// TestRepoLsHostileNames: names from the archive cannot drive the terminal
+// or forge lines; links are shown with their targets.
+func TestRepoLsHostileNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "evil.tar.gz")
+	rt.WriteArchive(t, path, []rt.Member{
+		rt.File("\x1b[2Jclear", nil),
+		rt.File("two\nlines", nil),
+		{Header: tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}},
+	})
+	out, _, code := repoCmd(t, "ls", path)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	want := "\"\\x1b[2Jclear\"  0\n\"two\\nlines\"    0\nlink            0  symlink -> /etc\n"
+	if out != want {
+		t.Errorf("output %q, want %q", out, want)
+	}
+}

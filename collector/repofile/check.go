@@ -50,14 +50,6 @@ func (r *Repository) Check() []string {
 		}
 	}
 
-	// name_resolution_history.json.
-	switch {
-	case !r.namesSeen:
-		add("%s is missing", NameResolutionFile)
-	case r.namesErr != nil:
-		add("%s does not parse: %v", NameResolutionFile, r.namesErr)
-	}
-
 	// content.json.
 	c := r.Content
 	switch {
@@ -66,10 +58,22 @@ func (r *Repository) Check() []string {
 	case r.contentErr != nil:
 		add("%s does not parse: %v", ContentFile, r.contentErr)
 	}
-	if c == nil {
-		// Without the list, still say which stream pcaps exist.
-		return p
+	if c != nil {
+		p = append(p, r.checkContent(c, byName)...)
 	}
+	switch {
+	case !r.namesSeen:
+		add("%s is missing", NameResolutionFile)
+	case r.namesErr != nil:
+		add("%s does not parse: %v", NameResolutionFile, r.namesErr)
+	}
+	return p
+}
+
+// checkContent compares content.json with the members.
+func (r *Repository) checkContent(c *Content, byName map[string]*Member) []string {
+	var p []string
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
 	if c.KFLIndex < 0 {
 		add("%s: kfl_index %d is negative", ContentFile, c.KFLIndex)
 	}
