@@ -46,8 +46,12 @@ func (l Limits) withDefaults() Limits {
 
 // headerAllowance is how many decompressed bytes of tar headers and padding
 // each member may add on top of its content: a header block, up to a block
-// of padding, and room for a PAX record or a GNU long name.
-const headerAllowance = 4 << 10
+// of padding, and room for a PAX record or a GNU long name. trailerAllowance
+// covers the end-of-archive blocks and the record padding GNU tar adds.
+const (
+	headerAllowance  = 4 << 10
+	trailerAllowance = 64 << 10
+)
 
 // RejectError is returned when an archive breaks a limit or, in Extract,
 // holds a member that must not be written.
@@ -108,7 +112,7 @@ func walk(ctx context.Context, path string, lim Limits, fn func(h *tar.Header, r
 
 	// stream counts every decompressed byte, headers included, so that an
 	// archive of endless headers is stopped as surely as a huge member.
-	stream := &countReader{r: zr, ctx: ctx}
+	stream := &countReader{r: zr, ctx: ctx, limit: lim.MaxTotalBytes + trailerAllowance}
 	tr := tar.NewReader(stream)
 	var (
 		total   int64
@@ -128,7 +132,10 @@ func walk(ctx context.Context, path string, lim Limits, fn func(h *tar.Header, r
 			if errors.As(err, &rej) {
 				return err
 			}
-			if members == 0 && errors.Is(err, tar.ErrHeader) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if members == 0 && (errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)) {
 				return &FormatError{Path: path, Err: fmt.Errorf("not a tar archive inside the gzip stream: %w", err)}
 			}
 			return readError(path, last, err)
@@ -143,7 +150,7 @@ func walk(ctx context.Context, path string, lim Limits, fn func(h *tar.Header, r
 		if h.Size > lim.MaxMemberBytes {
 			return &RejectError{Member: h.Name, Reason: fmt.Sprintf("size %d bytes exceeds the %d-byte member limit", h.Size, lim.MaxMemberBytes)}
 		}
-		stream.limit = lim.MaxTotalBytes + int64(members)*headerAllowance
+		stream.limit = lim.MaxTotalBytes + int64(members)*headerAllowance + trailerAllowance
 		stream.member = h.Name
 		mr := &memberReader{r: tr, name: h.Name, max: lim.MaxMemberBytes, total: &total, maxTotal: lim.MaxTotalBytes}
 		if err := fn(h, mr); err != nil {
@@ -193,7 +200,7 @@ type countReader struct {
 	r      io.Reader
 	ctx    context.Context
 	n      int64
-	limit  int64 // 0 until the first header is read
+	limit  int64
 	member string
 }
 
@@ -201,7 +208,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	if c.limit > 0 && c.n > c.limit {
+	if c.n > c.limit {
 		return 0, &RejectError{Member: c.member, Reason: fmt.Sprintf("archive decompresses to more than %d bytes (total limit plus headers)", c.limit)}
 	}
 	n, err := c.r.Read(p)

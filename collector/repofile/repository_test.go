@@ -193,6 +193,7 @@ func TestOpenErrors(t *testing.T) {
 		"truncated.tar.gz": good[:len(good)/2],
 		"corrupt.tar.gz":   corrupt,
 		"gzip-header-only": good[:5],
+		"text.gz":          rt.Gzip(t, []byte("hello\n")),
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
@@ -208,6 +209,7 @@ func TestOpenErrors(t *testing.T) {
 		{"truncated.tar.gz", "truncated archive"},
 		{"corrupt.tar.gz", "corrupt.tar.gz: after member \"name_resolution_history.json\": corrupt gzip data: gzip: invalid checksum"},
 		{"gzip-header-only", "gzip-header-only: not a gzip file"},
+		{"text.gz", "text.gz: not a tar archive inside the gzip stream"},
 	}
 	for _, tc := range tests {
 		path := filepath.Join(dir, tc.file)
@@ -239,6 +241,15 @@ func TestOpenLimits(t *testing.T) {
 	}
 	if _, err := repofile.Open(context.Background(), path, repofile.Limits{MaxMemberBytes: 3000, MaxTotalBytes: 6000}); err != nil {
 		t.Errorf("at the limits: %v", err)
+	}
+
+	// Zeros after the end of the tar archive are read (the gzip checksum
+	// comes after them), and counted.
+	tarEnd := make([]byte, 1024)
+	os.WriteFile(path, rt.Gzip(t, append(tarEnd, make([]byte, 8<<20)...)), 0o644)
+	_, err := repofile.Open(context.Background(), path, repofile.Limits{MaxTotalBytes: 1 << 20})
+	if want := "archive decompresses to more than 1114112 bytes (total limit plus headers)"; err == nil || err.Error() != want {
+		t.Errorf("trailing bomb: %v, want %q", err, want)
 	}
 }
 
