@@ -1,9 +1,9 @@
 package dissect
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -153,10 +153,8 @@ type Stats struct {
 // it from one goroutine, and Close it to flush the streams still open.
 type Dissector struct {
 	cfg    Config
-	seed   maphash.Seed
 	dec    *decoder
 	shards []*shard
-	nextID atomic.Uint64
 	// warnedFull: the first eviction is logged, later ones only counted.
 	warnedFull atomic.Bool
 
@@ -170,13 +168,15 @@ type Dissector struct {
 // New returns a dissector. With cfg.Workers > 1 it starts the workers.
 func New(cfg Config) *Dissector {
 	cfg.setDefaults()
-	d := &Dissector{cfg: cfg, seed: maphash.MakeSeed(), dec: newDecoder()}
+	d := &Dissector{cfg: cfg, dec: newDecoder()}
 	perShard := cfg.MaxStreams / cfg.Workers
 	if perShard < 1 {
 		perShard = 1
 	}
 	for i := 0; i < cfg.Workers; i++ {
-		d.shards = append(d.shards, newShard(d, perShard, cfg.TotalRetainBytes/int64(cfg.Workers)))
+		sh := newShard(d, perShard, cfg.TotalRetainBytes/int64(cfg.Workers))
+		sh.nextID = uint64(i) + 1
+		d.shards = append(d.shards, sh)
 	}
 	if cfg.Workers > 1 {
 		d.free = make(chan *batch, cfg.Workers*4)
@@ -285,16 +285,24 @@ func (d *Dissector) Stats() Stats {
 	return s
 }
 
+// hash spreads flows over shards. It is fixed (not seeded per process) so
+// that a file gets the same shards, hence the same stream ids, on every run;
+// the key is canonical, so both directions hash alike.
 func (d *Dissector) hash(k *flowKey) uint64 {
-	var h maphash.Hash
-	h.SetSeed(d.seed)
 	a, b := k.lo.As16(), k.hi.As16()
-	h.Write(a[:])
-	h.Write(b[:])
-	var pp [5]byte
-	pp[0], pp[1], pp[2], pp[3], pp[4] = byte(k.lport>>8), byte(k.lport), byte(k.hport>>8), byte(k.hport), k.proto
-	h.Write(pp[:])
-	return h.Sum64()
+	h := binary.LittleEndian.Uint64(a[:8]) ^ mix(binary.LittleEndian.Uint64(a[8:]))
+	h = mix(h ^ binary.LittleEndian.Uint64(b[:8]))
+	h = mix(h ^ binary.LittleEndian.Uint64(b[8:]))
+	return mix(h ^ uint64(k.lport)<<24 ^ uint64(k.hport)<<8 ^ uint64(k.proto))
+}
+
+// mix is the splitmix64 finaliser.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // flowKey identifies a stream independently of direction: lo/lport is the

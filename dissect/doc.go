@@ -30,8 +30,9 @@
 // workers. Feed blocks when a worker falls behind. Packets wait in a
 // per-shard batch until it fills (1024 packets or 1 MiB): a live source
 // should call Tick about once a second, which also hands over partial
-// batches. Stream ids are unique either way, but with several workers their
-// order between streams depends on scheduling.
+// batches. Stream ids are unique either way; with n workers shard i numbers
+// its streams i+1, i+1+n, …, so a file gives the same ids on every run with
+// the same number of workers (but not the same as with one worker).
 //
 // Packet.Data passed to Feed is not kept: whatever outlives the call (the
 // packets a stream retains for a later Select, out-of-order TCP segments,

@@ -142,8 +142,9 @@ type shard struct {
 	retBytes, maxRetBytes int64
 	slab                  []byte
 
-	dns dnsDecoder
-	c   counters
+	dns    dnsDecoder
+	c      counters
+	nextID uint64
 }
 
 func newShard(d *Dissector, max int, maxRet int64) *shard {
@@ -248,7 +249,11 @@ func (sh *shard) newStream(k flowKey, dec *decoded, ts time.Time) *stream {
 	} else {
 		s = new(stream)
 	}
-	id := sh.d.nextID.Add(1)
+	// Ids interleave across shards (shard i hands out i+1, i+1+n, …): unique,
+	// and, since each shard sees its packets in file order, the same on every
+	// run with the same number of workers.
+	id := sh.nextID
+	sh.nextID += uint64(len(sh.d.shards))
 	*s = stream{id: id, key: k,
 		a:     netip.AddrPortFrom(dec.src, dec.sport),
 		b:     netip.AddrPortFrom(dec.dst, dec.dport),
