@@ -30,9 +30,9 @@ func repoCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-// writeRepo writes a consistent repository of KFL job 0 (two HTTP
+// repoWrite writes a consistent repository of KFL job 0 (two HTTP
 // connections, one DNS exchange) after edit, if any, changed it.
-func writeRepo(t *testing.T, edit func(*rt.Repo)) string {
+func repoWrite(t *testing.T, edit func(*rt.Repo)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kfl_0_kflcap_1700000005.tar.gz")
 	r := rt.New(0, "http and response.status == 500")
@@ -44,7 +44,7 @@ func writeRepo(t *testing.T, edit func(*rt.Repo)) string {
 }
 
 func TestRepoLs(t *testing.T) {
-	path := writeRepo(t, nil)
+	path := repoWrite(t, nil)
 	out, errOut, code := repoCmd(t, "ls", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -103,7 +103,7 @@ func TestRepoLs(t *testing.T) {
 }
 
 func TestRepoInspect(t *testing.T) {
-	path := writeRepo(t, nil)
+	path := repoWrite(t, nil)
 	out, errOut, code := repoCmd(t, "inspect", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
@@ -122,7 +122,7 @@ func TestRepoInspect(t *testing.T) {
 		{"kflcap_version", "v0.5.0-test"},
 		{"seal_reason", "maxDuration"},
 	} {
-		hasLine(t, out, kv[0], kv[1])
+		repoHasLine(t, out, kv[0], kv[1])
 	}
 	if !strings.HasSuffix(out, "\n\nconsistent: 3 stream pcaps, 22 packets in the merged pcap, as in the stream pcaps together\n") {
 		t.Errorf("no consistency verdict:\n%s", out)
@@ -132,7 +132,7 @@ func TestRepoInspect(t *testing.T) {
 	}
 
 	// Drops and a trigger are shown when content.json has them.
-	path = writeRepo(t, func(r *rt.Repo) {
+	path = repoWrite(t, func(r *rt.Repo) {
 		r.Content["capture"].(map[string]any)["packets_dropped_kernel"] = 17
 		r.Content["trigger"] = map[string]any{"rule": "Terminal shell in container", "source": "falco", "output_fields": map[string]any{"k8s.pod.name": "shop-7d9"}}
 	})
@@ -140,16 +140,16 @@ func TestRepoInspect(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	hasLine(t, out, "trigger.output_fields.k8s.pod.name", "shop-7d9")
-	hasLine(t, out, "trigger.rule", "Terminal shell in container")
+	repoHasLine(t, out, "trigger.output_fields.k8s.pod.name", "shop-7d9")
+	repoHasLine(t, out, "trigger.rule", "Terminal shell in container")
 	if want := "\nwarning: packets were dropped during capture (capture.packets_dropped_kernel=17): streams may be incomplete\n"; !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 }
 
-// hasLine checks that out has a line "key   value" (columns aligned by
+// repoHasLine checks that out has a line "key   value" (columns aligned by
 // any number of spaces).
-func hasLine(t *testing.T, out, key, value string) {
+func repoHasLine(t *testing.T, out, key, value string) {
 	t.Helper()
 	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + ` {2,}` + regexp.QuoteMeta(value) + `$`).MatchString(out) {
 		t.Errorf("no line %q  %q in:\n%s", key, value, out)
@@ -159,7 +159,7 @@ func hasLine(t *testing.T, out, key, value string) {
 // TestRepoInspectInconsistent: a stream listed but missing and a merged
 // pcap with a packet too few are reported, and inspect exits 1.
 func TestRepoInspectInconsistent(t *testing.T) {
-	path := writeRepo(t, func(r *rt.Repo) {
+	path := repoWrite(t, func(r *rt.Repo) {
 		var all []rt.Packet
 		for _, s := range r.Streams {
 			all = append(all, s.Packets...)
@@ -181,7 +181,7 @@ func TestRepoInspectInconsistent(t *testing.T) {
 
 	// With every stream there, the merged count is compared; --json
 	// prints content.json and the problems.
-	path = writeRepo(t, func(r *rt.Repo) {
+	path = repoWrite(t, func(r *rt.Repo) {
 		var all []rt.Packet
 		for _, s := range r.Streams {
 			all = append(all, s.Packets...)
@@ -211,7 +211,7 @@ func TestRepoInspectInconsistent(t *testing.T) {
 }
 
 func TestRepoInspectJSONConsistent(t *testing.T) {
-	out, _, code := repoCmd(t, "inspect", writeRepo(t, nil), "--json")
+	out, _, code := repoCmd(t, "inspect", repoWrite(t, nil), "--json")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -265,7 +265,7 @@ func TestRepoInspectAgentRepository(t *testing.T) {
 }
 
 func TestRepoExtract(t *testing.T) {
-	path := writeRepo(t, nil)
+	path := repoWrite(t, nil)
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	out, errOut, code := repoCmd(t, "extract", path, dir)
 	if code != 0 {
@@ -306,7 +306,7 @@ func TestRepoExtractHostile(t *testing.T) {
 		{name: "hardlink", members: []rt.Member{good, {Header: tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../outside/target"}}}, want: `member "h": hardlink to "../outside/target"`},
 		{name: "header lies about size", raw: func(t *testing.T) []byte {
 			b := rt.Archive(t, []rt.Member{good, rt.File("liar", bytes.Repeat([]byte("A"), 5000))})
-			return lieAboutSize(t, b, "liar", 100)
+			return repoLieAboutSize(t, b, "liar", 100)
 		}, want: `after member "liar": corrupt tar data`},
 		{name: "gzip bomb", members: []rt.Member{good, rt.File("bomb", make([]byte, 32<<20))}, flags: []string{"--max-total-bytes", "1Mi"},
 			want: `member "bomb": archive content exceeds 1048576 bytes, the total limit`},
@@ -334,7 +334,7 @@ func TestRepoExtractHostile(t *testing.T) {
 				os.Mkdir(dir, 0o755)
 				os.Symlink("../outside/target", filepath.Join(dir, "content.json"))
 			}
-			before := tree(t, base)
+			before := repoTree(t, base)
 			args := append([]string{"extract", path, dir}, tc.flags...)
 			out, errOut, code := repoCmd(t, args...)
 			if code != 1 {
@@ -343,16 +343,16 @@ func TestRepoExtractHostile(t *testing.T) {
 			if !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "nothing was extracted") {
 				t.Errorf("stderr %q, want %q", errOut, tc.want)
 			}
-			if after := tree(t, base); after != before {
+			if after := repoTree(t, base); after != before {
 				t.Errorf("files changed:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
 	}
 }
 
-// lieAboutSize rewrites the size in member's ustar header to size, with
+// repoLieAboutSize rewrites the size in member's ustar header to size, with
 // a valid checksum, so that only the size lies.
-func lieAboutSize(t *testing.T, gz []byte, member string, size int64) []byte {
+func repoLieAboutSize(t *testing.T, gz []byte, member string, size int64) []byte {
 	t.Helper()
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
@@ -380,9 +380,9 @@ func lieAboutSize(t *testing.T, gz []byte, member string, size int64) []byte {
 	return nil
 }
 
-// tree describes every path under root, its type and content, without
+// repoTree describes every path under root, its type and content, without
 // following symlinks.
-func tree(t *testing.T, root string) string {
+func repoTree(t *testing.T, root string) string {
 	t.Helper()
 	var sb strings.Builder
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -411,7 +411,7 @@ func TestRepoErrors(t *testing.T) {
 	os.WriteFile(pcap, rt.Pcap(t, rt.New(0, "dns").Streams[0].Packets), 0o644)
 	gzPcap := filepath.Join(dir, "capture.pcap.gz")
 	os.WriteFile(gzPcap, rt.Gzip(t, rt.Pcap(t, rt.New(0, "dns").Streams[0].Packets)), 0o644)
-	good := writeRepo(t, nil)
+	good := repoWrite(t, nil)
 	for _, tc := range []struct {
 		args []string
 		code int
