@@ -385,6 +385,20 @@ func celPush(e ast.Expr, refs map[int64]*ast.ReferenceInfo) constraint {
 			if len(args) == 2 {
 				return celPush(args[0], refs).or(celPush(args[1], refs))
 			}
+		case "@in":
+			// dst.port in [53, 5353] and src.ip in ["10.0.0.1", …]: the union.
+			if len(args) != 2 || args[1].Kind() != ast.ListKind {
+				break
+			}
+			f := name(args[0])
+			out := constraint{empty: true}
+			for _, el := range args[1].AsList().Elements() {
+				if el.Kind() != ast.LiteralKind {
+					return anything
+				}
+				out = out.or(celPushEq(f, el.AsLiteral()))
+			}
+			return out
 		case "_==_":
 			if len(args) != 2 {
 				break

@@ -89,6 +89,10 @@ func TestPushdownExamples(t *testing.T) {
 		{[]string{`cel: udp && dst.port == 53`}, "protocol in {udp} and src or dst port in {53}"},
 		{[]string{`cel: src.ip == "10.0.0.1" || dst.ip == "10.0.0.2"`}, "src or dst in {10.0.0.1/32, 10.0.0.2/32}"},
 		{[]string{`cel: !(dst.port == 53)`}, "capture everything (nothing pushable)"},
+		{[]string{`cel: udp && dst.port in [53, 5353]`}, "protocol in {udp} and src or dst port in {53, 5353}"},
+		{[]string{`cel: dst.ip in ["10.0.0.1", "10.0.0.2"] || src.ip == "10.0.0.3"`}, "src or dst in {10.0.0.1/32, 10.0.0.2/32, 10.0.0.3/32}"},
+		{[]string{`cel: dst.port in [53, size(path)]`}, "capture everything (nothing pushable)"},
+		{[]string{`cel: dst.port in []`}, "capture everything (nothing pushable)"}, // matches nothing
 		{[]string{`https`}, "protocol in {tcp}"},
 		{nil, "capture everything (nothing pushable)"},
 	} {
@@ -215,6 +219,11 @@ func TestPushdownSound(t *testing.T) {
 		src := randQuery(r, 4)
 		if r.IntN(8) == 0 { // the CEL dialect's pushdown too
 			src = "cel: " + strings.NewReplacer(" and ", " && ", " or ", " || ", "not (", "!(").Replace(src)
+			in := fmt.Sprintf("%s.port in [%d, %d]", pick(r, []string{"src", "dst"}), pick(r, portPool), pick(r, portPool))
+			if r.IntN(2) == 0 {
+				in = fmt.Sprintf("%s.ip in [%q, %q]", pick(r, []string{"src", "dst"}), pick(r, ipPool), pick(r, ipPool))
+			}
+			src += pick(r, []string{" && ", " || "}) + in
 		}
 		q, err := Compile(src, WithMacros(testMacros))
 		if err != nil {
