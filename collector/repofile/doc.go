@@ -18,5 +18,6 @@
 // when it refuses a member it removes every file and directory it created.
 //
 // Nothing here holds resources after a call returns; a Repository is plain
-// data and safe to share once Open has returned it.
+// data and safe to share once Open has returned it. Package repofiletest
+// builds realistic and hostile archives for tests.
 package repofile
