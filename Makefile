@@ -30,8 +30,9 @@ test: deps ## run every test (as root: attach tests need CAP_BPF and netns)
 test-short: ## unit tests only (no root needed)
 	$(GO) test -count=1 -short ./...
 
-bench: deps build ## run the benchmarks against tcpdump/tshark and print ratios
+bench: deps build ## run the benchmarks against tcpdump/tshark and print ratios (root)
 	bash bench/capture/run.sh
+	mkdir -p bench/out && $(GO) run ./bench/agent -kflcap $(BIN) -out bench/out/agent.md
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); if [ -n "$$out" ]; then echo "gofmt: $$out" >&2; exit 1; fi

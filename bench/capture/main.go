@@ -68,7 +68,7 @@ func main() {
 	log.SetFlags(0)
 	abs, err := filepath.Abs(*bin)
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	*bin = abs
 
@@ -81,7 +81,7 @@ func main() {
 
 	tmp, err := os.MkdirTemp("", "kflbench-")
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	defer os.RemoveAll(tmp)
 
@@ -106,7 +106,7 @@ func main() {
 	fmt.Print(report.String())
 	if *out != "" {
 		if err := os.WriteFile(*out, report.Bytes(), 0o644); err != nil {
-			log.Fatal(err)
+			die(err)
 		}
 	}
 }
@@ -188,13 +188,13 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 	if capCmd != nil {
 		capCmd.Stderr = &capErr
 		if err := capCmd.Start(); err != nil {
-			log.Fatalf("start %s: %v", c.tool, err)
+			die("start %s: %v", c.tool, err)
 		}
 		ready := map[string]string{"tcpdump": "listening on", "kflcap": "capturing on"}[c.tool]
 		deadline := time.Now().Add(20 * time.Second)
 		for !strings.Contains(capErr.String(), ready) {
 			if time.Now().After(deadline) {
-				log.Fatalf("%s not ready: %s", c.tool, capErr.String())
+				die("%s not ready: %s", c.tool, capErr.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -218,7 +218,7 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 		rx0 = rxPackets()
 		out, err := exec.Command("ip", "netns", "exec", nsA, "iperf3", "-c", ipB, "-t", fmt.Sprint(int(dur.Seconds())), "-J").Output()
 		if err != nil {
-			log.Fatalf("iperf3: %v", err)
+			die("iperf3: %v", err)
 		}
 		srv.Wait()
 		var j struct {
@@ -252,7 +252,7 @@ func trafgenConfig(tmp string) string {
 	}
 	out, err := exec.Command("ip", "-n", nsB, "-j", "link", "show", ifB).Output()
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	var links []struct {
 		Address string `json:"address"`
@@ -261,7 +261,7 @@ func trafgenConfig(tmp string) string {
 	trafgenCfg = filepath.Join(tmp, "udp64.cfg")
 	cfg := fmt.Sprintf("{\n  eth(da=%s),\n  ipv4(saddr=%s, daddr=%s),\n  udp(sport=4000, dport=dinc(5000, 5099)),\n  fill(0x41, 18)\n}\n", links[0].Address, ipA, ipB)
 	if err := os.WriteFile(trafgenCfg, []byte(cfg), 0o644); err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	return trafgenCfg
 }
@@ -281,7 +281,7 @@ func statLine(s, what string) int64 {
 func rxPackets() int64 {
 	out, err := exec.Command("ip", "-n", nsB, "-s", "-j", "link", "show", ifB).Output()
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	var links []struct {
 		Stats64 struct {
@@ -309,7 +309,7 @@ func cpuSeconds(pid int) float64 {
 
 func sh(name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		die("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
 
@@ -340,4 +340,13 @@ func kernel() string {
 func numCPU() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return strings.Count(string(b), "processor\t:")
+}
+
+// die cleans the namespaces up and exits: log.Fatal would skip the defers.
+func die(format any, a ...any) {
+	cleanup()
+	if f, ok := format.(string); ok && len(a) > 0 {
+		log.Fatalf(f, a...)
+	}
+	log.Fatal(append([]any{format}, a...)...)
 }
