@@ -22,7 +22,7 @@ func TestKFLCheck(t *testing.T) {
 
 func TestKFLCheckError(t *testing.T) {
 	code, out, errs := runCmd("kfl", "check", "http and response.stauts == 500")
-	want := "kflcap kfl: 1:10: unknown field \"response.stauts\" (did you mean \"response.status\"?)\n" +
+	want := "kflcap: kfl: 1:10: unknown field \"response.stauts\" (did you mean \"response.status\"?)\n" +
 		"  http and response.stauts == 500\n" +
 		"           ^\n"
 	if code != 2 || out != "" || errs != want {
@@ -40,7 +40,7 @@ func TestKFLErrorsExit2(t *testing.T) {
 		{"kfl", "frob", "http"},
 		{"kfl", "check", "--macro", "bad", "http"},
 	} {
-		if code, _, errs := runCmd(args...); code != 2 || !strings.HasPrefix(errs, "kflcap kfl: ") {
+		if code, _, errs := runCmd(args...); code != 2 || !strings.HasPrefix(errs, "kflcap: kfl: ") {
 			t.Errorf("%q: code %d, stderr %q", args, code, errs)
 		}
 	}

@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errHelp):
 		return 0
 	}
-	fmt.Fprintf(stderr, "kflcap %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "kflcap: %s: %v\n", args[0], err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2
