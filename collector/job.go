@@ -76,8 +76,13 @@ type Job struct {
 	// goes into its content.json ("capture").
 	Stats func() map[string]uint64
 	Names *Names
+	// ArchiveName names an archive sealed at unix seconds; nil names it
+	// kfl_<index>_<prefix>_<unix>.tar.gz.
+	ArchiveName func(unix int64) string
 	// OnSealed is called (from a sealing goroutine) for each archive.
 	OnSealed func(Sealed)
+	// OnSealFailed is called when sealing fails.
+	OnSealFailed func(error)
 	Verbose  bool
 	Log      *slog.Logger
 
@@ -199,8 +204,12 @@ func (j *Job) sealLocked(reason string) {
 	}
 	content["seal_reason"] = reason
 	content["opened"] = r.Opened.UTC().Format(time.RFC3339Nano)
+	name := fmt.Sprintf("kfl_%d_%s_%d.tar.gz", j.Index, j.Prefix, sec)
+	if j.ArchiveName != nil {
+		name = j.ArchiveName(sec)
+	}
 	info := SealInfo{
-		Name:    fmt.Sprintf("kfl_%d_%s_%d.tar.gz", j.Index, j.Prefix, sec),
+		Name:    name,
 		Time:    at,
 		Content: content,
 	}
@@ -216,6 +225,9 @@ func (j *Job) sealLocked(reason string) {
 			// The packets stay in the spool's .partial directory; a restart
 			// removes it. Nothing corrupt reaches the outbox.
 			j.Log.Error("seal repository", "job", j.Index, "archive", info.Name, "err", err)
+			if j.OnSealFailed != nil {
+				j.OnSealFailed(err)
+			}
 			return
 		}
 		if j.Verbose {
@@ -225,4 +237,14 @@ func (j *Job) sealLocked(reason string) {
 			j.OnSealed(Sealed{Path: path, KFLIndex: j.Index, KFLQuery: j.Query, Streams: streams, Bytes: bytes})
 		}
 	}()
+}
+
+// Open reports the open repository's streams and packet bytes.
+func (j *Job) Open() (streams int, bytes int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cur == nil {
+		return 0, 0
+	}
+	return j.cur.Streams(), j.cur.Bytes()
 }

@@ -74,14 +74,16 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 
 // agent wires capture → dissector → jobs → repositories → outbox → sinks.
 type agent struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	queries []*kfl.Query
-	ifaces  []collector.Iface
-	spool   *collector.Spool
-	outbox  *upload.Outbox
-	names   *collector.Names
-	jobs    []*collector.Job
+	cfg      *config.Config
+	log      *slog.Logger
+	queries  []*kfl.Query
+	ifaces   []collector.Iface
+	spool    *collector.Spool
+	outbox   *upload.Outbox
+	names    *collector.Names
+	jobs     []*collector.Job
+	lookback *collector.Lookback
+	triggers *collector.Triggers
 }
 
 // newAgent checks everything that can be checked before attaching: queries
@@ -160,15 +162,19 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	outboxDone := make(chan struct{})
 	go func() { a.outbox.Run(outboxCtx); close(outboxDone) }()
 
-	if len(a.queries) == 0 {
-		a.log.Info("no active jobs (kflPcapS3.active is false): delivering what the spool holds, capturing nothing")
+	if len(a.queries) == 0 && cfg.API.Listen == "" && len(cfg.Triggers) == 0 {
+		a.log.Info("no active jobs (kflPcapS3.active is false) and no triggers: delivering what the spool holds, capturing nothing")
 		<-ctx.Done()
 		return a.shutdown(nil, nil, stopOutbox, outboxDone, grace)
 	}
 
 	pf := kfl.Pushdown(a.queries...)
 	prefilter := bpf.Prefilter{}
-	if !pf.All {
+	// Triggered captures can ask for any traffic, including what came
+	// before them: with the capture API or trigger rules on, the kernel
+	// copies everything.
+	triggersOn := cfg.API.Listen != "" || len(cfg.Triggers) > 0
+	if !pf.All && !triggersOn {
 		prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
 	}
 	backend := bpf.Backend(cfg.Capture.Backend)
@@ -185,7 +191,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	for _, at := range live.Attachments() {
 		attached = append(attached, at.Iface.Name+"/"+string(at.Backend))
 	}
-	a.log.Info("capturing", "interfaces", strings.Join(attached, ","), "jobs", len(a.queries), "prefilter_all", pf.All, "spool", spoolDir, "local", cfg.Local.Dir)
+	a.log.Info("capturing", "interfaces", strings.Join(attached, ","), "jobs", len(a.queries), "prefilter", !prefilter.Empty(), "lookback_bytes", int64(cfg.Capture.LookbackBytes), "spool", spoolDir, "local", cfg.Local.Dir)
 
 	linkTypes := map[int]collector.Iface{}
 	for _, ifc := range a.ifaces {
@@ -224,6 +230,26 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			},
 			Verbose: cfg.KflPcapS3.Verbose, Log: a.log,
 		})
+	}
+	if cfg.Capture.LookbackBytes > 0 {
+		a.lookback = collector.NewLookback(int(cfg.Capture.LookbackBytes))
+	}
+	a.triggers = &collector.Triggers{
+		Lookback: a.lookback,
+		Log:      a.log,
+		Template: collector.JobTemplate{
+			Outbox: outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen), Names: a.names,
+			Content: a.content, Stats: stats, Verbose: cfg.KflPcapS3.Verbose,
+			OnSealed: func(s collector.Sealed) {
+				a.log.Info("triggered repository sealed", "archive", filepath.Base(s.Path), "streams", s.Streams, "bytes", s.Bytes)
+				a.outbox.Notify()
+			},
+		},
+	}
+	a.outbox.OnDelivery = func(d upload.Delivery) {
+		if d.Err == nil {
+			a.triggers.MarkDelivered(d.Archive.Name, d.URL)
+		}
 	}
 	dis = dissect.New(dissect.Config{
 		Workers:           runtime.NumCPU(),
@@ -276,19 +302,28 @@ feed:
 			}
 			for i := range b.Packets {
 				p := &b.Packets[i]
-				dis.Feed(dissect.Packet{
+				dp := dissect.Packet{
 					Timestamp: time.Unix(0, p.UnixNano), LinkType: linkTypes[p.Ifindex].LinkType,
 					Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
-				})
+				}
+				if a.lookback != nil {
+					a.lookback.Add(&dp)
+				}
+				dis.Feed(dp)
+				a.triggers.Feed(&dp)
 			}
 			b.Release()
-			dis.Tick(time.Now())
+			now := time.Now()
+			dis.Tick(now)
+			a.triggers.Tick(now)
 		case now := <-idle.C:
 			dis.Tick(now)
+			a.triggers.Tick(now)
 		}
 	}
 	readErr := live.Wait()
 	dis.Close() // pending requests become entries; they may still select streams
+	a.triggers.Close()
 	stopTick()
 	tickers.Wait()
 	return errors.Join(readErr, a.shutdown(live, dis, stopOutbox, outboxDone, grace))

@@ -74,7 +74,8 @@ func (r *Repository) Check() []string {
 func (r *Repository) checkContent(c *Content, byName map[string]*Member) []string {
 	var p []string
 	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
-	if c.KFLIndex < 0 {
+	// Triggered captures are no KFL job: their kfl_index is -1.
+	if c.KFLIndex < 0 && !(r.Name.Kind == "trigger" && c.KFLIndex == -1) {
 		add("%s: kfl_index %d is negative", ContentFile, c.KFLIndex)
 	}
 	if r.Name.Kind == "kfl" && r.Name.Index != c.KFLIndex {
