@@ -83,8 +83,8 @@ type Job struct {
 	OnSealed func(Sealed)
 	// OnSealFailed is called when sealing fails.
 	OnSealFailed func(error)
-	Verbose  bool
-	Log      *slog.Logger
+	Verbose      bool
+	Log          *slog.Logger
 
 	mu       sync.Mutex
 	cur      *Repository
