@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -77,24 +79,79 @@ func ReadPackets(ctx context.Context, r io.Reader, fn func(Packet) error) error 
 			}
 		}
 	}
-	pr, err := pcapgo.NewReader(br)
+	return readPcap(ctx, br, fn)
+}
+
+// readPcap reads a classic pcap. It hands out packets straight from the
+// bufio buffer (Peek, then Discard) instead of copying each one out as
+// pcapgo.Reader does: on large files that copy was a tenth of read's time.
+func readPcap(ctx context.Context, br *bufio.Reader, fn func(Packet) error) error {
+	h, err := br.Peek(24)
 	if err != nil {
-		return fmt.Errorf("read pcap: %w", err)
+		return fmt.Errorf("read pcap: header: %w", err)
 	}
-	lt := pr.LinkType()
+	var bo binary.ByteOrder
+	nanos := false
+	switch binary.LittleEndian.Uint32(h) {
+	case 0xa1b2c3d4:
+		bo = binary.LittleEndian
+	case 0xa1b23c4d:
+		bo, nanos = binary.LittleEndian, true
+	case 0xd4c3b2a1:
+		bo = binary.BigEndian
+	case 0x4d3cb2a1:
+		bo, nanos = binary.BigEndian, true
+	default:
+		return fmt.Errorf("read pcap: unknown magic %x", h[:4])
+	}
+	// The link type is the low 16 bits; the high ones hold FCS flags.
+	lt := layers.LinkType(bo.Uint32(h[20:24]) & 0xffff)
+	br.Discard(24)
+	var big []byte // packets larger than the bufio buffer
 	for i := 0; ; i++ {
-		data, ci, err := pr.ZeroCopyReadPacketData()
+		rh, err := br.Peek(16)
 		if err != nil {
-			return eofOK(err, "read pcap")
+			if errors.Is(err, io.EOF) && len(rh) == 0 {
+				return nil
+			}
+			return eofOK(io.ErrUnexpectedEOF, "read pcap")
 		}
-		if err := fn(Packet{Timestamp: ci.Timestamp, LinkType: lt, Data: data, OrigLen: ci.Length, IfIndex: ci.InterfaceIndex}); err != nil {
+		sec, frac := bo.Uint32(rh[0:4]), bo.Uint32(rh[4:8])
+		incl, orig := int(bo.Uint32(rh[8:12])), int(bo.Uint32(rh[12:16]))
+		if incl > maxPcapRecord {
+			return fmt.Errorf("read pcap: packet %d claims %d bytes", i+1, incl)
+		}
+		if !nanos {
+			frac *= 1000
+		}
+		ts := time.Unix(int64(sec), int64(frac)).UTC()
+		br.Discard(16)
+		var data []byte
+		if incl <= br.Size() {
+			data, err = br.Peek(incl)
+		} else {
+			big = append(big[:0], make([]byte, incl)...)
+			_, err = io.ReadFull(br, big)
+			data = big
+		}
+		if err != nil {
+			return eofOK(io.ErrUnexpectedEOF, "read pcap")
+		}
+		if err := fn(Packet{Timestamp: ts, LinkType: lt, Data: data, OrigLen: orig}); err != nil {
 			return err
+		}
+		if incl <= br.Size() {
+			br.Discard(incl)
 		}
 		if i&0xfff == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
 }
+
+// maxPcapRecord bounds one record, so that a corrupt length cannot make
+// the reader allocate gigabytes (pcapgo's limit is the snaplen).
+const maxPcapRecord = 16 << 20
 
 func eofOK(err error, what string) error {
 	if errors.Is(err, io.EOF) {
