@@ -72,7 +72,13 @@ func newRing(m *ebpf.Map) (*ring, error) {
 		r.close()
 		return nil, fmt.Errorf("create epoll: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	// Edge-triggered: level-triggered epoll reports the ring readable as
+	// soon as one record (even one still being written) waits, which turns
+	// the reader into a busy loop of tiny batches and defeats the
+	// programs' batched wake-ups. With EPOLLET the reader sleeps until the
+	// programs force a wake-up (the ring holds the threshold) or its
+	// deadline passes.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		r.close()
 		return nil, fmt.Errorf("watch ring buffer: %w", err)
