@@ -2,6 +2,7 @@ package dissect
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -237,5 +238,24 @@ func FuzzTLSHello(f *testing.F) {
 		var info TLS
 		parseClientHello(body, &info)
 		parseServerHello(body, &info)
+	})
+}
+
+// FuzzReadPackets reads arbitrary pcap and pcapng streams through a small
+// buffer (records larger than it take the copying path), faster than
+// FuzzReadFile, which also goes through files and gzip.
+func FuzzReadPackets(f *testing.F) {
+	for _, name := range seedFiles {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 8192)])
+	}
+	f.Add([]byte("\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x1c\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := New(Config{MaxStreams: 64})
+		ReadPackets(context.Background(), bufio.NewReaderSize(bytes.NewReader(data), 4096), d.Feed)
+		d.Close()
 	})
 }
