@@ -86,6 +86,11 @@ type Job struct {
 	Verbose      bool
 	Log          *slog.Logger
 
+	// Counters for metrics.
+	Selected     atomic.Uint64 // streams taken into a repository
+	Sealed       atomic.Uint64
+	SealFailures atomic.Uint64
+
 	mu       sync.Mutex
 	cur      *Repository
 	curStats map[string]uint64
@@ -126,6 +131,7 @@ func (j *Job) StreamPacket(info dissect.StreamInfo, p dissect.Packet) {
 			}
 		}
 		j.cur.AddStream(info.ID, info.Name)
+		j.Selected.Add(1)
 		if j.Verbose {
 			j.Log.Info("stream selected", "job", j.Index, "query", j.Query, "stream", info.Name, "lost_before_selection", info.Lost)
 		}
@@ -225,11 +231,13 @@ func (j *Job) sealLocked(reason string) {
 			// The packets stay in the spool's .partial directory; a restart
 			// removes it. Nothing corrupt reaches the outbox.
 			j.Log.Error("seal repository", "job", j.Index, "archive", info.Name, "err", err)
+			j.SealFailures.Add(1)
 			if j.OnSealFailed != nil {
 				j.OnSealFailed(err)
 			}
 			return
 		}
+		j.Sealed.Add(1)
 		if j.Verbose {
 			j.Log.Info("repository sealed", "job", j.Index, "archive", info.Name, "streams", streams, "bytes", bytes, "reason", reason)
 		}

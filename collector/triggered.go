@@ -44,14 +44,16 @@ type Triggers struct {
 	Template JobTemplate
 	Log      *slog.Logger
 
-	mu       sync.Mutex
-	caps     map[string]*triggered
-	order    []string // ids, oldest first
-	pending  []*triggered
-	active   []*triggered // touched only by the feed loop
-	running  atomic.Int32
-	Started  atomic.Uint64
-	Rejected atomic.Uint64
+	mu           sync.Mutex
+	caps         map[string]*triggered
+	order        []string // ids, oldest first
+	pending      []*triggered
+	active       []*triggered // touched only by the feed loop
+	running      atomic.Int32
+	Started      atomic.Uint64
+	Rejected     atomic.Uint64
+	Sealed       atomic.Uint64
+	SealFailures atomic.Uint64
 }
 
 type triggered struct {
@@ -302,6 +304,7 @@ func (t *Triggers) begin(c *triggered) {
 			return m
 		},
 		OnSealed: func(s Sealed) {
+			t.Sealed.Add(1)
 			t.mu.Lock()
 			c.status.State = trigger.StateSealed
 			c.status.Repository = baseName(s.Path)
@@ -312,6 +315,7 @@ func (t *Triggers) begin(c *triggered) {
 			}
 		},
 		OnSealFailed: func(err error) {
+			t.SealFailures.Add(1)
 			t.mu.Lock()
 			c.status.State, c.status.Error = trigger.StateFailed, err.Error()
 			t.mu.Unlock()

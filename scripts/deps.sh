@@ -8,7 +8,7 @@ need=(
   clang:clang llc:llvm bpftool:bpftool tshark:tshark tcpdump:tcpdump ip:iproute2
   ss:iproute2 ping:iputils-ping curl:curl dig:dnsutils nc:netcat-openbsd
   iperf3:iperf3 trafgen:netsniff-ng dnsmasq:dnsmasq openssl:openssl
-  python3:python3 tar:tar gzip:gzip
+  python3:python3 tar:tar gzip:gzip promtool:prometheus
 )
 pkgs=()
 for pair in "${need[@]}"; do

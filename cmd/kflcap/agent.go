@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,6 +20,9 @@ import (
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/upload"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gopkg.in/yaml.v3"
 )
 
@@ -246,10 +251,46 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			},
 		},
 	}
+	metrics := collector.NewMetrics(collector.MetricsSources{
+		Kernel: live.Counters,
+		IfName: func(i int) string { return linkTypes[i].Name },
+		Stages: &live.Stages,
+		Dissect: func() dissect.Stats {
+			if dis == nil {
+				return dissect.Stats{}
+			}
+			return dis.Stats()
+		},
+		Jobs:     func() []*collector.Job { return a.jobs },
+		Spool:    a.spool,
+		Triggers: a.triggers,
+		Pending:  a.outbox.Pending,
+		Lookback: a.lookback,
+	})
 	a.outbox.OnDelivery = func(d upload.Delivery) {
+		metrics.ObserveUpload(d.Sink, d.Err == nil, d.Latency)
 		if d.Err == nil {
 			a.triggers.MarkDelivered(d.Archive.Name, d.URL)
 		}
+	}
+	readerDone := make(chan struct{})
+	if cfg.Metrics.Listen != "" {
+		srv, err := a.serveMetrics(cfg.Metrics.Listen, metrics, func() error {
+			select {
+			case <-readerDone:
+				return errors.New("capture stopped")
+			default:
+			}
+			if len(live.Attachments()) == 0 {
+				return errors.New("no interface attached")
+			}
+			return nil
+		})
+		if err != nil {
+			live.Close()
+			return usageErrorf("config: metrics.listen: %v", err)
+		}
+		defer srv.Close()
 	}
 	dis = dissect.New(dissect.Config{
 		Workers:           runtime.NumCPU(),
@@ -322,6 +363,7 @@ feed:
 		}
 	}
 	readErr := live.Wait()
+	close(readerDone)
 	dis.Close() // pending requests become entries; they may still select streams
 	a.triggers.Close()
 	stopTick()
@@ -379,4 +421,29 @@ func (a *agent) shutdown(live *collector.Live, dis *dissect.Dissector, stopOutbo
 			"dropped_userspace", live.Stages.Malformed.Load(), "streams", s.Streams, "entries", s.Entries, "spool_refused_streams", a.spool.Refused.Load())
 	}
 	return nil
+}
+
+// serveMetrics serves /metrics (Prometheus), /healthz (the process is
+// alive) and /readyz (capture attached and reading) on addr.
+func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() error) (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	a.log.Info("serving metrics", "addr", ln.Addr().String())
+	return srv, nil
 }
