@@ -30,9 +30,11 @@ func testMetrics() (*Metrics, *Job) {
 				{Ifindex: 2, Direction: bpf.Egress}:  {Seen: 50, Delivered: 50, Bytes: 3200},
 			}, nil
 		},
-		IfName:  func(i int) string { return map[int]string{2: "eth0"}[i] },
-		Stages:  st,
-		Dissect: func() dissect.Stats { return dissect.Stats{ActiveStreams: 4, Streams: 9, EntriesHTTP: 12, EntriesDNS: 3} },
+		IfName: func(i int) string { return map[int]string{2: "eth0"}[i] },
+		Stages: st,
+		Dissect: func() dissect.Stats {
+			return dissect.Stats{ActiveStreams: 4, Streams: 9, EntriesHTTP: 12, EntriesDNS: 3}
+		},
 		Jobs:    func() []*Job { return []*Job{j} },
 		Spool:   sp,
 		Pending: func() int { return 1 },
