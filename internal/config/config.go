@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -71,6 +72,15 @@ type KflPcapS3 struct {
 	MaxDuration Duration `yaml:"maxDuration"` // overrides maxMinutes when set
 	MaxBytes    Size     `yaml:"maxBytes"`    // seal at this many packet bytes (0: no cap)
 	Prefix      string   `yaml:"prefix"`      // archive name prefix
+	// S3 extensions.
+	SSE          string `yaml:"sse"`          // "", AES256 or aws:kms
+	KMSKeyID     string `yaml:"kmsKeyId"`     // with sse: aws:kms; empty: the bucket's default key
+	StorageClass string `yaml:"storageClass"` // e.g. STANDARD_IA; empty: the bucket's default
+	KeepLocal    bool   `yaml:"keepLocal"`    // keep archives in the spool after every sink has them
+	CreateBucket bool   `yaml:"createBucket"` // create a missing s3Bucket instead of failing
+	// SlackAttachMaxBytes > 0 attaches archives up to this size to the
+	// chat.postMessage announcement (needs slackAuthToken + slackChannelId).
+	SlackAttachMaxBytes Size `yaml:"slackAttachMaxBytes"`
 }
 
 // KFL holds user macros for queries.
@@ -305,6 +315,25 @@ func (c *Config) Validate() error {
 	}
 	if (k.SlackAuthToken != "") != (k.SlackChannelID != "") {
 		bad("kflPcapS3.slackChannelId", "slackAuthToken and slackChannelId go together")
+	}
+	switch k.SSE {
+	case "", "AES256", "aws:kms":
+	default:
+		bad("kflPcapS3.sse", "%q: want AES256 or aws:kms", k.SSE)
+	}
+	if k.KMSKeyID != "" && k.SSE != "aws:kms" {
+		bad("kflPcapS3.kmsKeyId", "needs sse: aws:kms")
+	}
+	if k.S3Endpoint != "" {
+		if u, err := url.Parse(k.S3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("kflPcapS3.s3Endpoint", "%q is not an http(s) URL", k.S3Endpoint)
+		}
+	}
+	if k.SlackAttachMaxBytes < 0 {
+		bad("kflPcapS3.slackAttachMaxBytes", "negative")
+	}
+	if k.SlackAttachMaxBytes > 0 && k.SlackAuthToken == "" {
+		bad("kflPcapS3.slackAttachMaxBytes", "attaching files needs slackAuthToken and slackChannelId")
 	}
 	if c.Spool.Dir == "" {
 		bad("spool.dir", "empty")

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestDefault(t *testing.T) {
@@ -80,6 +82,51 @@ func TestSize(t *testing.T) {
 		}
 		if b, _ := s.MarshalText(); in != "512" && string(b) != in {
 			t.Errorf("marshal %d: %s", s, b)
+		}
+	}
+}
+
+func TestS3Extensions(t *testing.T) {
+	c, err := Parse([]byte(`kflPcapS3:
+  kflArr: [dns]
+  s3Bucket: b
+  s3Endpoint: http://127.0.0.1:9000
+  awsSecretAccessKey: very-secret
+  sse: aws:kms
+  kmsKeyId: arn:aws:kms:eu-west-1:1:key/k
+  storageClass: STANDARD_IA
+  keepLocal: true
+  createBucket: true
+  slackAuthToken: xoxb-secret
+  slackChannelId: C1
+  slackAttachMaxBytes: 8Mi
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.KflPcapS3
+	if k.SSE != "aws:kms" || k.KMSKeyID == "" || k.StorageClass != "STANDARD_IA" || !k.KeepLocal || !k.CreateBucket || k.SlackAttachMaxBytes != 8<<20 {
+		t.Errorf("parsed %+v", k)
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"very-secret", "xoxb-secret"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("marshalled config shows %q:\n%s", secret, out)
+		}
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"sse: aes", "kflPcapS3.sse"},
+		{"kmsKeyId: k", "kflPcapS3.kmsKeyId: needs sse: aws:kms"},
+		{"sse: AES256\n  kmsKeyId: k", "kflPcapS3.kmsKeyId"},
+		{"s3Endpoint: minio:9000", "kflPcapS3.s3Endpoint"},
+		{"slackAttachMaxBytes: 1Mi", "kflPcapS3.slackAttachMaxBytes"},
+	} {
+		_, err := Parse([]byte("kflPcapS3:\n  kflArr: [dns]\n  "+tc.yaml+"\n"), "test")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.yaml, err, tc.want)
 		}
 	}
 }
