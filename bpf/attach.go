@@ -128,7 +128,22 @@ func (o *Objects) Detach(a *Attachment) error {
 		}
 	}
 	o.mu.Unlock()
-	return a.detach()
+	err := a.detach()
+	o.forget(a.Iface.Index)
+	return err
+}
+
+// forget removes an interface's counters and link-layer entry, so that
+// interfaces coming and going (pod veths) do not fill the maps.
+func (o *Objects) forget(ifindex int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, dir := range []Direction{Ingress, Egress} {
+		k := captureIfKey{Ifindex: uint32(ifindex), Direction: uint32(dir)}
+		o.objs.KflcapIfstats.Delete(k)
+		delete(o.keys, k)
+	}
+	o.objs.KflcapIfcfg.Delete(uint32(ifindex))
 }
 
 // Attachments lists what is attached now.

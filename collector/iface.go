@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Iface is an interface to capture on, with the link type of the packets
@@ -37,71 +39,177 @@ func NetNSPath(arg string) (string, error) {
 	return path, nil
 }
 
-// Discover resolves interface names in the netns at nsPath ("" = current).
-// "any" (also the meaning of no names) is every interface but lo; lo is
-// captured when named. An unknown name is an error that lists the known ones.
-func Discover(nsPath string, names []string) ([]Iface, error) {
-	var h *netlink.Handle
-	var err error
-	if nsPath == "" {
-		h, err = netlink.NewHandle()
-	} else {
-		var ns netns.NsHandle
-		ns, err = netns.GetFromPath(nsPath)
-		if err == nil {
-			h, err = netlink.NewHandleAt(ns)
-			ns.Close()
+// Selector says which interfaces to capture on: names, "any" (every
+// interface but lo; lo is captured only when named), shell patterns
+// ("veth*", "eth?") and exclusions ("!docker0", "!veth9*"), in any mix.
+type Selector struct {
+	names, patterns, excludes []string
+	any                       bool
+}
+
+// NewSelector parses interface arguments; none means "any".
+func NewSelector(args []string) (*Selector, error) {
+	s := &Selector{}
+	if len(args) == 0 {
+		args = []string{"any"}
+	}
+	for _, a := range args {
+		switch {
+		case a == "any":
+			s.any = true
+		case strings.HasPrefix(a, "!"):
+			if _, err := filepath.Match(a[1:], ""); err != nil || a == "!" {
+				return nil, fmt.Errorf("bad exclusion %q", a)
+			}
+			s.excludes = append(s.excludes, a[1:])
+		case strings.ContainsAny(a, "*?["):
+			if _, err := filepath.Match(a, ""); err != nil {
+				return nil, fmt.Errorf("bad interface pattern %q: %w", a, err)
+			}
+			s.patterns = append(s.patterns, a)
+		default:
+			s.names = append(s.names, a)
 		}
 	}
+	return s, nil
+}
+
+// Dynamic reports whether interfaces that appear later can match (any or
+// patterns), so that the agent should follow link events.
+func (s *Selector) Dynamic() bool { return s.any || len(s.patterns) > 0 }
+
+// Match reports whether an interface is selected.
+func (s *Selector) Match(name string, loopback bool) bool {
+	for _, x := range s.excludes {
+		if ok, _ := filepath.Match(x, name); ok {
+			return false
+		}
+	}
+	for _, n := range s.names {
+		if n == name {
+			return true
+		}
+	}
+	for _, p := range s.patterns {
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return s.any && !loopback
+}
+
+// Discover resolves interface names in the netns at nsPath ("" = current);
+// see Selector for the forms. A name that matches no interface is an error
+// that lists the known ones.
+func Discover(nsPath string, names []string) ([]Iface, error) {
+	sel, err := NewSelector(names)
 	if err != nil {
-		return nil, fmt.Errorf("open netlink: %w", err)
+		return nil, err
+	}
+	h, err := nsHandle(nsPath)
+	if err != nil {
+		return nil, err
 	}
 	defer h.Close()
 	links, err := h.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
-	byName := map[string]Iface{}
 	var known []string
-	for _, l := range links {
-		a := l.Attrs()
-		lt := linkType(a.EncapType)
-		ifc := Iface{
-			Interface: bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback", RawIP: lt == layers.LinkTypeRaw, NetNS: nsPath},
-			LinkType:  lt,
-		}
-		byName[a.Name] = ifc
-		known = append(known, a.Name)
-	}
-	sort.Strings(known)
-	if len(names) == 0 {
-		names = []string{"any"}
-	}
-	seen := map[int]bool{}
+	byName := map[string]bool{}
 	var out []Iface
-	for _, n := range names {
-		if n == "any" {
-			for _, name := range known {
-				if ifc := byName[name]; !ifc.Loopback && !seen[ifc.Index] {
-					seen[ifc.Index] = true
-					out = append(out, ifc)
-				}
-			}
-			continue
-		}
-		ifc, ok := byName[n]
-		if !ok {
-			return nil, fmt.Errorf("unknown interface %q (interfaces: %s)", n, strings.Join(known, ", "))
-		}
-		if !seen[ifc.Index] {
-			seen[ifc.Index] = true
+	for _, l := range links {
+		ifc := ifaceOf(l, nsPath)
+		known = append(known, ifc.Name)
+		byName[ifc.Name] = true
+		if sel.Match(ifc.Name, ifc.Loopback) {
 			out = append(out, ifc)
 		}
 	}
-	if len(out) == 0 {
+	sort.Strings(known)
+	for _, n := range sel.names {
+		if !byName[n] {
+			return nil, fmt.Errorf("unknown interface %q (interfaces: %s)", n, strings.Join(known, ", "))
+		}
+	}
+	if len(out) == 0 && !sel.Dynamic() {
 		return nil, fmt.Errorf("no interface to capture on (interfaces: %s)", strings.Join(known, ", "))
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out, nil
+}
+
+func nsHandle(nsPath string) (*netlink.Handle, error) {
+	if nsPath == "" {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return nil, fmt.Errorf("open netlink: %w", err)
+		}
+		return h, nil
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink in %s: %w", nsPath, err)
+	}
+	return h, nil
+}
+
+func ifaceOf(l netlink.Link, nsPath string) Iface {
+	a := l.Attrs()
+	lt := linkType(a.EncapType)
+	return Iface{
+		Interface: bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback", RawIP: lt == layers.LinkTypeRaw, NetNS: nsPath},
+		LinkType:  lt,
+	}
+}
+
+// WatchLinks calls onAdd for every interface that appears (or is renamed)
+// and matches sel, and onDel for every interface that disappears, until
+// ctx ends. Events come from netlink, so a new pod's veth is seen within
+// milliseconds.
+func WatchLinks(ctx context.Context, nsPath string, sel *Selector, onAdd func(Iface), onDel func(index int), onErr func(error)) error {
+	updates := make(chan netlink.LinkUpdate, 256)
+	done := make(chan struct{})
+	opts := netlink.LinkSubscribeOptions{ErrorCallback: onErr}
+	if nsPath != "" {
+		ns, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			return fmt.Errorf("open network namespace %s: %w", nsPath, err)
+		}
+		defer ns.Close()
+		opts.Namespace = &ns
+	}
+	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
+		return fmt.Errorf("watch interfaces: %w", err)
+	}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				switch u.Header.Type {
+				case unix.RTM_NEWLINK:
+					ifc := ifaceOf(u.Link, nsPath)
+					if sel.Match(ifc.Name, ifc.Loopback) {
+						onAdd(ifc)
+					}
+				case unix.RTM_DELLINK:
+					onDel(int(u.Index))
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // linkType maps netlink's encapsulation name (the ARPHRD type) to the link

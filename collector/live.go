@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 
 	"github.com/kflcap/kflcap/bpf"
@@ -12,7 +13,9 @@ import (
 
 // LiveOptions configure a live capture.
 type LiveOptions struct {
-	Ifaces    []Iface
+	Ifaces []Iface
+	// NetNS is the namespace when Ifaces is empty (interfaces come later).
+	NetNS     string
 	Backend   bpf.Backend
 	Snaplen   uint32
 	RingBytes uint32
@@ -34,7 +37,10 @@ type Live struct {
 	Stages    Stages
 	objs      *bpf.Objects
 	reader    *Reader
-	attached  []*bpf.Attachment
+	backend   bpf.Backend
+	mu        sync.RWMutex
+	attached  map[int]*bpf.Attachment // by ifindex
+	ifaces    map[int]Iface
 	cancel    context.CancelFunc
 	done      chan struct{}
 	err       error
@@ -50,10 +56,10 @@ func StartLive(opts LiveOptions) (*Live, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(opts.Ifaces) == 0 {
-		return nil, errors.New("no interface to capture on")
+	nsPath := opts.NetNS
+	if len(opts.Ifaces) > 0 {
+		nsPath = opts.Ifaces[0].NetNS
 	}
-	nsPath := opts.Ifaces[0].NetNS
 	if n, err := bpf.CleanupFilters(nsPath); err != nil {
 		opts.Logger.Warn("removing leftover tc filters", "err", err)
 	} else if n > 0 {
@@ -66,7 +72,8 @@ func StartLive(opts LiveOptions) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Live{objs: objs, done: make(chan struct{}), log: opts.Logger}
+	l := &Live{objs: objs, done: make(chan struct{}), log: opts.Logger, backend: opts.Backend,
+		attached: map[int]*bpf.Attachment{}, ifaces: map[int]Iface{}}
 	if !opts.Prefilter.Empty() {
 		if err := objs.SetPrefilter(opts.Prefilter); err != nil {
 			objs.Close()
@@ -74,12 +81,10 @@ func StartLive(opts LiveOptions) (*Live, error) {
 		}
 	}
 	for _, ifc := range opts.Ifaces {
-		a, err := objs.Attach(ifc.Interface, opts.Backend)
-		if err != nil {
+		if err := l.Add(ifc); err != nil {
 			objs.Close()
 			return nil, err
 		}
-		l.attached = append(l.attached, a)
 	}
 	l.reader, err = NewReader(objs.Events(), NewClock(), &l.Stages, opts.Reader)
 	if err != nil {
@@ -108,7 +113,57 @@ func parentDir(p string) string {
 func (l *Live) Batches() <-chan *Batch { return l.reader.Batches() }
 
 // Attachments lists the interfaces and the backend used on each.
-func (l *Live) Attachments() []*bpf.Attachment { return l.attached }
+func (l *Live) Attachments() []*bpf.Attachment {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]*bpf.Attachment, 0, len(l.attached))
+	for _, a := range l.attached {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Iface.Index < out[j].Iface.Index })
+	return out
+}
+
+// Add attaches the programs to ifc, unless it is attached already.
+func (l *Live) Add(ifc Iface) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.attached[ifc.Index]; ok {
+		if old := l.ifaces[ifc.Index]; old.Name == ifc.Name {
+			return nil
+		}
+	}
+	// Known before attaching: its first packets may arrive at once.
+	l.ifaces[ifc.Index] = ifc
+	a, err := l.objs.Attach(ifc.Interface, l.backend)
+	if err != nil {
+		delete(l.ifaces, ifc.Index)
+		return err
+	}
+	l.attached[ifc.Index] = a
+	return nil
+}
+
+// Remove detaches from the interface with that index (gone, usually).
+func (l *Live) Remove(index int) error {
+	l.mu.Lock()
+	a, ok := l.attached[index]
+	delete(l.attached, index)
+	delete(l.ifaces, index)
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return l.objs.Detach(a)
+}
+
+// Iface returns what is known of an attached interface.
+func (l *Live) Iface(index int) (Iface, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	ifc, ok := l.ifaces[index]
+	return ifc, ok
+}
 
 // Objects gives access to the loaded programs (prefilter updates, counters).
 func (l *Live) Objects() *bpf.Objects { return l.objs }
@@ -119,8 +174,8 @@ func (l *Live) Stop() error {
 	var err error
 	l.stopOnce.Do(func() {
 		var errs []error
-		for _, a := range l.attached {
-			if e := l.objs.Detach(a); e != nil {
+		for _, a := range l.Attachments() {
+			if e := l.Remove(a.Iface.Index); e != nil {
 				errs = append(errs, e)
 			}
 		}

@@ -21,6 +21,7 @@ type MetricsSources struct {
 	Spool    *Spool
 	Triggers *Triggers
 	Pending  func() int // archives waiting in the outbox
+	Attached func() int // interfaces the programs are attached to
 	Lookback *Lookback
 }
 
@@ -40,6 +41,7 @@ type Metrics struct {
 	jobStreams, sealed, sealFailed, uploadsDesc, spoolBytes        *prometheus.Desc
 	spoolLimit, pending, triggered, triggerRejected, triggerActive *prometheus.Desc
 	lookbackPackets, lookbackBytes, lookbackEvicted                *prometheus.Desc
+	attached                                                       *prometheus.Desc
 }
 
 const ns = "kflcap"
@@ -81,6 +83,7 @@ func NewMetrics(src MetricsSources) *Metrics {
 		lookbackPackets: d("lookback_packets", "Packets held in the lookback ring."),
 		lookbackBytes:   d("lookback_capacity_bytes", "Size of the lookback ring."),
 		lookbackEvicted: d("lookback_evicted_total", "Packets pushed out of the lookback ring by newer ones."),
+		attached:        d("attached_interfaces", "Interfaces the capture programs are attached to."),
 	}
 }
 
@@ -103,7 +106,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.seen, m.prefiltered, m.captured, m.ringDrops, m.copyErrors, m.bytesSeen,
 		m.userDrops, m.activeStreams, m.streams, m.entries, m.malformed, m.jobStreams, m.sealed, m.sealFailed,
 		m.uploadsDesc, m.spoolBytes, m.spoolLimit, m.pending, m.triggered, m.triggerRejected, m.triggerActive,
-		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted} {
+		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -182,6 +185,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Pending != nil {
 		g(m.pending, float64(s.Pending()))
+	}
+	if s.Attached != nil {
+		g(m.attached, float64(s.Attached()))
 	}
 	if s.Lookback != nil {
 		s.Lookback.mu.Lock()

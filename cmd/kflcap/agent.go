@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
@@ -85,6 +86,8 @@ type agent struct {
 	ifaces   []collector.Iface
 	spool    *collector.Spool
 	outbox   *upload.Outbox
+	sinks    []upload.Sink
+	slack    *upload.Notifier // nil without Slack settings
 	names    *collector.Names
 	jobs     []*collector.Job
 	lookback *collector.Lookback
@@ -122,9 +125,10 @@ func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
 		return nil, usageErrorf("config: capture.interfaces: %v", err)
 	}
 	a.ifaces = ifaces
-	if cfg.KflPcapS3.S3Bucket != "" {
-		log.Warn("kflPcapS3.s3Bucket is set but this build has no S3 sink yet: repositories stay in the local sink", "bucket", cfg.KflPcapS3.S3Bucket)
+	if a.sinks, err = upload.Sinks(context.Background(), cfg, log); err != nil {
+		return nil, usageErrorf("config: kflPcapS3: %v", err)
 	}
+	a.slack = upload.SlackNotifier(cfg, log)
 	return a, nil
 }
 
@@ -154,10 +158,13 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	a.spool = &collector.Spool{Dir: spoolDir, MaxBytes: int64(cfg.Spool.MaxBytes)}
 	a.spool.Rescan()
 	var err error
-	a.outbox, err = upload.NewOutbox(outboxDir, []upload.Sink{&upload.LocalSink{Dir: cfg.Local.Dir}}, a.log)
+	a.outbox, err = upload.NewOutbox(outboxDir, a.sinks, a.log)
 	if err != nil {
 		return err
 	}
+	slackCtx, stopSlack := context.WithCancel(context.Background())
+	go a.slack.Run(slackCtx)
+	defer func() { stopSlack(); a.slack.Wait() }() // after shutdown's last deliveries
 	if err := a.names.LoadHosts("/etc/hosts", time.Now()); err != nil {
 		a.log.Debug("no /etc/hosts names", "err", err)
 	}
@@ -198,9 +205,36 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	}
 	a.log.Info("capturing", "interfaces", strings.Join(attached, ","), "jobs", len(a.queries), "prefilter", !prefilter.Empty(), "lookback_bytes", int64(cfg.Capture.LookbackBytes), "spool", spoolDir, "local", cfg.Local.Dir)
 
-	linkTypes := map[int]collector.Iface{}
-	for _, ifc := range a.ifaces {
-		linkTypes[ifc.Index] = ifc
+	// Follow interfaces that come and go (pods' veths) when the selection
+	// is "any" or a pattern.
+	if sel, _ := collector.NewSelector(cfg.Capture.Interfaces); sel.Dynamic() {
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		err := collector.WatchLinks(watchCtx, "", sel,
+			func(ifc collector.Iface) {
+				start := time.Now()
+				if err := live.Add(ifc); err != nil {
+					a.log.Warn("attach new interface", "interface", ifc.Name, "err", err)
+					return
+				}
+				a.log.Info("attached new interface", "interface", ifc.Name, "ifindex", ifc.Index, "took", time.Since(start))
+			},
+			func(index int) {
+				if ifc, ok := live.Iface(index); ok {
+					if err := live.Remove(index); err != nil {
+						a.log.Debug("detach removed interface", "interface", ifc.Name, "err", err)
+					}
+					a.log.Info("released removed interface", "interface", ifc.Name, "ifindex", index)
+				}
+			},
+			func(err error) { a.log.Warn("interface watch", "err", err) })
+		if err != nil {
+			a.log.Warn("not following new interfaces", "err", err)
+		}
+	}
+	linkType := func(i int) layers.LinkType {
+		ifc, _ := live.Iface(i)
+		return ifc.LinkType
 	}
 	var dis *dissect.Dissector
 	stats := func() map[string]uint64 {
@@ -252,9 +286,10 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		},
 	}
 	metrics := collector.NewMetrics(collector.MetricsSources{
-		Kernel: live.Counters,
-		IfName: func(i int) string { return linkTypes[i].Name },
-		Stages: &live.Stages,
+		Kernel:   live.Counters,
+		IfName:   func(i int) string { ifc, _ := live.Iface(i); return ifc.Name },
+		Attached: func() int { return len(live.Attachments()) },
+		Stages:   &live.Stages,
 		Dissect: func() dissect.Stats {
 			if dis == nil {
 				return dissect.Stats{}
@@ -269,6 +304,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	})
 	a.outbox.OnDelivery = func(d upload.Delivery) {
 		metrics.ObserveUpload(d.Sink, d.Err == nil, d.Latency)
+		a.slack.OnDelivery(d)
 		if d.Err == nil {
 			a.triggers.MarkDelivered(d.Archive.Name, d.URL)
 		}
@@ -344,7 +380,7 @@ feed:
 			for i := range b.Packets {
 				p := &b.Packets[i]
 				dp := dissect.Packet{
-					Timestamp: time.Unix(0, p.UnixNano), LinkType: linkTypes[p.Ifindex].LinkType,
+					Timestamp: time.Unix(0, p.UnixNano), LinkType: linkType(p.Ifindex),
 					Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
 				}
 				if a.lookback != nil {
