@@ -17,6 +17,7 @@ for pair in "${need[@]}"; do
 done
 # Headers, not commands.
 [ -f /usr/include/bpf/bpf_helpers.h ] || pkgs+=(libbpf-dev)
+[ -x /usr/bin/time ] || pkgs+=(time) # benchmarks read peak RSS from it
 [ -d /usr/include/x86_64-linux-gnu/asm ] || [ "$(uname -m)" != x86_64 ] || pkgs+=(linux-libc-dev)
 
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -331,6 +331,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	dis = dissect.New(dissect.Config{
 		Workers:           runtime.NumCPU(),
 		StreamRetainBytes: 1 << 20,
+		RetainSelected:    len(a.queries) > 1, // a second job may select a stream later
 		Node:              dissect.Node{Name: cfg.Node.Name, IP: cfg.Node.IP},
 		Logger:            a.log,
 		OnEntry:           a.onEntry,
