@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -72,7 +73,7 @@ func decodeObject(doc []byte) (map[string]json.RawMessage, error) {
 	if top == nil {
 		return nil, errors.New("alert is null, not an object")
 	}
-	if _, err := d.Token(); err == nil {
+	if _, err := d.Token(); err != io.EOF {
 		return nil, errors.New("alert has data after the JSON object")
 	}
 	return top, nil

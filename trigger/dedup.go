@@ -12,16 +12,15 @@ import (
 // again for every retry of a reverse shell — starts one capture.
 //
 // Memory is bounded: at most max entries of fixed size (the key is a
-// SHA-256). Entries expire in insertion order (the window is constant), so
-// a FIFO finds them without scanning; when the table is full of live
-// entries, the oldest is evicted early and counted.
+// SHA-256). A failed start leaves no entry. When the table is full, expired
+// entries are swept; if it is still full of live ones, the entry closest to
+// expiry is evicted early and counted. Both scans are O(max) and happen
+// only on a full table.
 type dedup struct {
 	mu      sync.Mutex
 	window  time.Duration
 	max     int
 	entries map[[32]byte]*dedupEntry
-	fifo    []fifoItem // insertion order; head is fifo[head]
-	head    int
 	evicted uint64
 	now     func() time.Time
 }
@@ -31,11 +30,6 @@ type dedupEntry struct {
 	id      string // capture id once started; "" while starting
 	err     error  // why the start failed
 	done    chan struct{}
-}
-
-type fifoItem struct {
-	key     [32]byte
-	expires time.Time
 }
 
 func newDedup(window time.Duration, max int, now func() time.Time) *dedup {
@@ -64,20 +58,38 @@ func (d *dedup) claim(key [32]byte) (*dedupEntry, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	d.expire(now)
-	if prev, ok := d.entries[key]; ok && now.Before(prev.expires) {
-		return prev, false
+	if prev, ok := d.entries[key]; ok {
+		if now.Before(prev.expires) {
+			return prev, false
+		}
+		delete(d.entries, key)
 	}
-	// Every entry has a FIFO item, so bounding the FIFO bounds both.
-	for len(d.fifo)-d.head >= d.max {
-		d.drop(d.fifo[d.head].key, d.fifo[d.head].expires)
-		d.head++
-		d.evicted++
+	if len(d.entries) >= d.max {
+		d.sweep(now)
 	}
 	e.expires = now.Add(d.window)
 	d.entries[key] = e
-	d.fifo = append(d.fifo, fifoItem{key: key, expires: e.expires})
 	return e, true
+}
+
+// sweep drops expired entries, then, if the table is still full, the one
+// closest to expiry.
+func (d *dedup) sweep(now time.Time) {
+	var oldest [32]byte
+	var oldestAt time.Time
+	for k, e := range d.entries {
+		if !now.Before(e.expires) {
+			delete(d.entries, k)
+			continue
+		}
+		if oldestAt.IsZero() || e.expires.Before(oldestAt) {
+			oldest, oldestAt = k, e.expires
+		}
+	}
+	if len(d.entries) >= d.max && !oldestAt.IsZero() {
+		delete(d.entries, oldest) // a start still running settles its own entry
+		d.evicted++
+	}
 }
 
 // settle records the outcome of a claimed start. A failed start forgets
@@ -96,29 +108,9 @@ func (d *dedup) settle(key [32]byte, e *dedupEntry, id string, err error) {
 	}
 }
 
-func (d *dedup) expire(now time.Time) {
-	for d.head < len(d.fifo) && !now.Before(d.fifo[d.head].expires) {
-		d.drop(d.fifo[d.head].key, d.fifo[d.head].expires)
-		d.head++
-	}
-	// Compact the FIFO once its consumed head dominates it.
-	if d.head > 1024 && d.head*2 > len(d.fifo) {
-		d.fifo = append(d.fifo[:0:0], d.fifo[d.head:]...)
-		d.head = 0
-	}
-}
-
-// drop removes key if the map still holds the entry that FIFO item
-// stands for (a key re-added later has a later expiry).
-func (d *dedup) drop(key [32]byte, expires time.Time) {
-	if e, ok := d.entries[key]; ok && e.expires.Equal(expires) {
-		delete(d.entries, key) // a start still running settles its own entry
-	}
-}
-
-// size returns the live entries and the FIFO's length, for tests.
-func (d *dedup) size() (int, int) {
+// size returns the number of entries, for tests.
+func (d *dedup) size() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.entries), len(d.fifo) - d.head
+	return len(d.entries)
 }

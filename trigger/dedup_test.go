@@ -75,20 +75,33 @@ func TestDedupBounded(t *testing.T) {
 			clk.add(time.Millisecond)
 		}
 	}
-	n, fifo := d.size()
-	if n > 64 || fifo > 64 {
-		t.Errorf("table holds %d entries, FIFO %d, cap 64", n, fifo)
+	if n := d.size(); n > 64 {
+		t.Errorf("table holds %d entries, cap 64", n)
 	}
 	if d.evicted == 0 {
 		t.Error("no eviction counted")
 	}
-	if cap(d.fifo) > 4*1024+64 {
-		t.Errorf("FIFO backing array grew to %d", cap(d.fifo))
-	}
-	// Everything expires.
+	// Expired entries are swept before anything live is evicted.
 	clk.add(6 * time.Second)
-	d.claim(dedupKey("x", "y"))
-	if n, _ := d.size(); n != 1 {
-		t.Errorf("%d entries after expiry", n)
+	ev := d.evicted
+	for i := 0; i < 64; i++ {
+		d.claim(dedupKey("x", string(rune(i))))
+	}
+	if d.size() != 64 || d.evicted != ev {
+		t.Errorf("%d entries, %d evictions after expiry", d.size(), d.evicted-ev)
+	}
+	// Failed starts take no room.
+	for i := 0; i < 1000; i++ {
+		k := dedupKey("f", string(rune(i)))
+		e, _ := d.claim(k)
+		d.settle(k, e, "", ErrTooMany)
+	}
+	if d.size() > 64 {
+		t.Errorf("%d entries after failed starts", d.size())
+	}
+	for i := 0; i < 1000; i++ {
+		if _, ok := d.entries[dedupKey("f", string(rune(i)))]; ok {
+			t.Fatal("a failed start left its entry")
+		}
 	}
 }
