@@ -510,3 +510,36 @@ func TestAgentCrashRecovery(t *testing.T) {
 		}
 	}
 }
+
+// A full spool stops new selections, counted, instead of filling the disk;
+// nothing already captured is lost.
+func TestAgentSpoolFull(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	dir := t.TempDir()
+	cfg := writeAgentConfig(t, dir, "  maxMinutes: 60")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "spool: {dir: ", "spool: {maxBytes: 600, dir: ", 1)), 0o644)
+	env := startAgent(t, p, dir, cfg)
+	for i := range 6 {
+		netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("s%d.shop.example.test", i))
+		time.Sleep(100 * time.Millisecond)
+	}
+	metrics := netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
+	refused := metricValue(t, metrics, "kflcap_userspace_drops_total", `stage="spool_full"`)
+	kept := metricValue(t, metrics, "kflcap_kfl_matches_total", `job="1"`)
+	env.stop(t)
+	if refused == 0 || kept == 0 || refused+kept != 6 {
+		t.Fatalf("6 DNS flows: %v kept, %v refused for a full spool; want some of each, 6 in all", kept, refused)
+	}
+	if !strings.Contains(env.agent.Stderr(), "spool full: stream not kept") {
+		t.Errorf("no log line for the refused streams")
+	}
+	streams := 0
+	for _, r := range readRepos(t, env.local) {
+		streams += len(r.streams())
+	}
+	if float64(streams) != kept {
+		t.Errorf("repositories hold %d streams, %v were kept", streams, kept)
+	}
+}
