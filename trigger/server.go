@@ -142,7 +142,7 @@ func NewServer(caps Captures, cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /api/v1/captures", s.listCaptures)
 	s.mux.HandleFunc("GET /api/v1/captures/{id}", s.getCapture)
 	s.mux.HandleFunc("DELETE /api/v1/captures/{id}", s.stopCapture)
-	s.mux.HandleFunc("POST /api/v1/alerts/falco", s.intake)
+	s.mux.HandleFunc("POST "+intakePath, s.intake)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -200,16 +200,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorized compares hashes in constant time, so neither the token's
-// bytes nor its length leak through timing.
+// bytes nor its length leak through timing. The alert intake also takes
+// the token as ?access_token= (RFC 6750 §2.3): Falco's http_output cannot
+// add headers.
 func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	var tok string
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, t, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return false
+		}
+		tok = strings.TrimSpace(t)
+	} else if r.Method == http.MethodPost && r.URL.Path == intakePath {
+		tok = r.URL.Query().Get("access_token")
+	}
+	if tok == "" {
 		return false
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	sum := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 }
+
+const intakePath = "/api/v1/alerts/falco"
 
 // ListenAndServe listens on Config.Listen (with TLS when configured) and
 // serves until ctx ends, then shuts down, giving requests 5 s to finish.

@@ -167,6 +167,17 @@ func TestAuth(t *testing.T) {
 	if a := do(t, ts, "GET", "/api/v1/captures", testToken, nil); a.code != 200 {
 		t.Errorf("right token: %d %s", a.code, a.raw)
 	}
+	// Falco's http_output cannot set headers: the intake, and only the
+	// intake, takes the token in the query.
+	if a := do(t, ts, "POST", "/api/v1/alerts/falco?access_token="+testToken, "", []byte(`{"rule":"r"}`)); a.code != 202 {
+		t.Errorf("intake with access_token: %d %s", a.code, a.raw)
+	}
+	if a := do(t, ts, "POST", "/api/v1/alerts/falco?access_token=nope", "", []byte(`{"rule":"r"}`)); a.code != 401 {
+		t.Errorf("intake with a wrong access_token: %d %s", a.code, a.raw)
+	}
+	if a := do(t, ts, "GET", "/api/v1/captures?access_token="+testToken, "", nil); a.code != 401 {
+		t.Errorf("access_token on the capture API: %d %s", a.code, a.raw)
+	}
 }
 
 func TestNoTokenOnLoopbackOnly(t *testing.T) {
