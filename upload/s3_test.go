@@ -301,6 +301,7 @@ func TestS3Errors(t *testing.T) {
 		if err == nil {
 			t.Fatal("delivery with a wrong secret succeeded")
 		}
+		t.Log(err)
 		if Reason(err) != "bad credentials" || !strings.Contains(err.Error(), "bad credentials") {
 			t.Errorf("reason %q: %v", Reason(err), err)
 		}
@@ -311,6 +312,7 @@ func TestS3Errors(t *testing.T) {
 	t.Run("missing bucket", func(t *testing.T) {
 		s := newTestSink(t, srv, "nosuch", nil)
 		_, err := s.Deliver(ctx, a)
+		t.Log(err)
 		if Reason(err) != "missing bucket" || !strings.Contains(err.Error(), "createBucket") {
 			t.Errorf("reason %q: %v", Reason(err), err)
 		}
@@ -334,6 +336,7 @@ func TestS3Errors(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = s.Deliver(ctx, a)
+		t.Log(err)
 		if Reason(err) != "network" {
 			t.Errorf("reason %q: %v", Reason(err), err)
 		}

@@ -1,0 +1,381 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kflcap/kflcap/internal/miniotest"
+	"github.com/kflcap/kflcap/internal/netnstest"
+)
+
+// The agent runs in namespace A and cannot reach the root namespace's
+// loopback, so MinIO runs on A's loopback; the AWS CLI, the independent
+// client, runs there too. The agent captures "any" but lo, so its uploads
+// are not in its own captures.
+
+const (
+	bucket    = "pcaps"
+	keyPrefix = "e2e_10.99.0.1" // <cluster>_<nodeIP> of writeAgentConfig
+)
+
+// s3Config is the kflPcapS3 part for the S3 sink: archives also stay in
+// local.dir (keepLocal), as the reference for the byte comparison.
+func s3Config(srv *miniotest.Server, secret, extra string) string {
+	return fmt.Sprintf(`  maxDuration: 2s
+  awsRegion: us-east-1
+  s3Bucket: %s
+  s3Endpoint: %s
+  awsAccessKeyId: %s
+  awsSecretAccessKey: %s
+  keepLocal: true
+%s`, bucket, srv.Endpoint, miniotest.AccessKey, secret, extra)
+}
+
+// traffic sends a DNS query (and now and then an HTTP request answered
+// with a 500) every interval from A until stop is called.
+func traffic(p *netnstest.Pair, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(interval):
+			}
+			netnstest.Output(p.A, "dig", "+tries=1", "+time=1", "@"+p.IPB, fmt.Sprintf("t%d.shop.example.test", i))
+			if i%5 == 0 {
+				netnstest.Output(p.A, "curl", "-sS", "-o", "/dev/null", "--max-time", "2", "http://"+p.IPB+":8080/status/500")
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// startAgentOnly runs the agent in A without the tcpdump oracle.
+func startAgentOnly(t *testing.T, p *netnstest.Pair, cfgPath string, args ...string) *proc {
+	t.Helper()
+	a := start(t, "ip", append([]string{"netns", "exec", p.A, kflcapBin, "agent", "--config", cfgPath}, args...)...)
+	a.waitStderr(t, "msg=capturing", 20*time.Second)
+	return a
+}
+
+func stopAgent(t *testing.T, a *proc) {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if code := a.wait(t, 40*time.Second); code != 0 {
+		t.Fatalf("agent exited %d:\n%s", code, a.Stderr())
+	}
+}
+
+// waitOutboxEmpty waits until no archive waits in the spool's outbox.
+func waitOutboxEmpty(t *testing.T, dir string, timeout time.Duration, agent *proc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		left, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d archives still in the outbox after %v; agent:\n%s", len(left), timeout, tail(agent.Stderr(), 40))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+type s3Object struct {
+	Key          string
+	Size         int64
+	LastModified string
+}
+
+// listBucket lists the bucket with the AWS CLI.
+func listBucket(t *testing.T, srv *miniotest.Server) []s3Object {
+	t.Helper()
+	out := srv.AWS(t, "s3api", "list-objects-v2", "--bucket", bucket, "--output", "json")
+	var r struct{ Contents []s3Object }
+	if strings.TrimSpace(out) != "" {
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("list-objects-v2: %v\n%s", err, out)
+		}
+	}
+	return r.Contents
+}
+
+type progressEntry struct {
+	File     string `json:"file"`
+	KFLIndex *int   `json:"kfl_index"`
+	KFLQuery string `json:"kfl_query"`
+	S3URL    string `json:"s3_url"`
+	Time     string `json:"time"`
+}
+
+// checkBucket downloads every archive in the bucket with the AWS CLI and
+// compares it byte for byte with the agent's local copy (keepLocal); it
+// checks that the progress log lists every archive exactly once, in the
+// order the agent delivered them (its local progress log's order). It
+// returns the number of archives.
+func checkBucket(t *testing.T, srv *miniotest.Server, dir string) int {
+	t.Helper()
+	local := filepath.Join(dir, "repos")
+	sealed, _ := filepath.Glob(filepath.Join(local, "*.tar.gz"))
+	if len(sealed) == 0 {
+		t.Fatal("the agent sealed no archive")
+	}
+	objs := listBucket(t, srv)
+	inBucket := map[string]bool{}
+	for _, o := range objs {
+		if !strings.HasPrefix(o.Key, keyPrefix+"/") {
+			t.Errorf("object %s outside %s/", o.Key, keyPrefix)
+			continue
+		}
+		inBucket[strings.TrimPrefix(o.Key, keyPrefix+"/")] = true
+	}
+	if !inBucket["progress_log.json"] {
+		t.Fatalf("no %s/progress_log.json in the bucket; objects: %v", keyPrefix, objs)
+	}
+	if len(objs) != len(sealed)+1 {
+		t.Errorf("%d objects in the bucket, want %d archives and the progress log", len(objs), len(sealed))
+	}
+	dl := t.TempDir()
+	srv.AWS(t, "s3", "cp", "--recursive", "--only-show-errors", "s3://"+bucket+"/"+keyPrefix+"/", dl+"/")
+	for _, path := range sealed {
+		name := filepath.Base(path)
+		want, _ := os.ReadFile(path)
+		got, err := os.ReadFile(filepath.Join(dl, name))
+		if err != nil {
+			t.Errorf("%s sealed but not in the bucket", name)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the bucket's copy differs from the sealed archive (%d vs %d bytes)", name, len(got), len(want))
+		}
+	}
+	// The downloaded archives are repositories of the right shape.
+	for _, r := range readRepos(t, dl) {
+		idx := int(r.content["kfl_index"].(float64))
+		checkShape(t, r, idx, []string{"http and response.status == 500", "dns"}[idx])
+	}
+
+	var s3Log, localLog []progressEntry
+	b, _ := os.ReadFile(filepath.Join(dl, "progress_log.json"))
+	if err := json.Unmarshal(b, &s3Log); err != nil {
+		t.Fatalf("progress log: %v\n%s", err, b)
+	}
+	b, _ = os.ReadFile(filepath.Join(local, "progress_log.json"))
+	if err := json.Unmarshal(b, &localLog); err != nil {
+		t.Fatalf("local progress log: %v", err)
+	}
+	count := map[string]int{}
+	for _, e := range s3Log {
+		count[e.File]++
+		wantURL := srv.Endpoint + "/" + bucket + "/" + keyPrefix + "/" + e.File
+		if e.S3URL != wantURL || e.KFLIndex == nil || e.KFLQuery == "" {
+			t.Errorf("progress entry %+v (want s3_url %s)", e, wantURL)
+		}
+		if _, err := time.Parse("Mon, 02 Jan 2006 15:04:05 GMT", e.Time); err != nil {
+			t.Errorf("progress entry time %q: %v", e.Time, err)
+		}
+	}
+	for _, path := range sealed {
+		if n := count[filepath.Base(path)]; n != 1 {
+			t.Errorf("%s is %d times in the progress log", filepath.Base(path), n)
+		}
+	}
+	if len(s3Log) != len(sealed) {
+		t.Errorf("progress log has %d entries for %d archives", len(s3Log), len(sealed))
+	}
+	// Upload order: the log's order is the order in which the objects
+	// were written (the outbox uploads one at a time, and logs after).
+	modified := map[string]time.Time{}
+	for _, o := range objs {
+		ts, err := time.Parse(time.RFC3339Nano, o.LastModified)
+		if err != nil {
+			t.Fatalf("LastModified %q: %v", o.LastModified, err)
+		}
+		modified[strings.TrimPrefix(o.Key, keyPrefix+"/")] = ts
+	}
+	for i := 1; i < len(s3Log); i++ {
+		a, b := s3Log[i-1].File, s3Log[i].File
+		if modified[b].Before(modified[a]) {
+			t.Errorf("progress log lists %s (written %v) before %s (written %v)", a, modified[a], b, modified[b])
+		}
+	}
+	if len(localLog) != len(sealed) {
+		t.Errorf("local progress log has %d entries for %d archives", len(localLog), len(sealed))
+	}
+	return len(sealed)
+}
+
+func noSecretIn(t *testing.T, what, text string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if strings.Contains(text, s) {
+			t.Errorf("%s shows a credential (%q)", what, s)
+		}
+	}
+}
+
+func newUploadEnv(t *testing.T) (*netnstest.Pair, *miniotest.Server, string) {
+	t.Helper()
+	netnstest.RequireTool(t, "aws")
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	srv := miniotest.Start(t, miniotest.InNetns(p.A))
+	return p, srv, t.TempDir()
+}
+
+// Real traffic, real MinIO: every sealed archive arrives byte for byte,
+// logged once, in order; no credential shows anywhere.
+func TestUploadS3(t *testing.T) {
+	p, srv, dir := newUploadEnv(t)
+	srv.AWS(t, "s3", "mb", "s3://"+bucket)
+	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
+
+	out, _, code := runKflcap(t, "agent", "--config", cfg, "--print-config")
+	if code != 0 || !strings.Contains(out, "s3Bucket: "+bucket) {
+		t.Fatalf("--print-config exit %d:\n%s", code, out)
+	}
+	noSecretIn(t, "--print-config", out, miniotest.SecretKey)
+
+	agent := startAgentOnly(t, p, cfg)
+	stop := traffic(p, 150*time.Millisecond)
+	time.Sleep(7 * time.Second)
+	stop()
+	stopAgent(t, agent)
+	n := checkBucket(t, srv, dir)
+	t.Logf("%d archives uploaded and verified", n)
+	if n < 3 {
+		t.Errorf("only %d archives in 7 s with maxDuration 2s", n)
+	}
+	// Object metadata carries the KFL index and query.
+	objs := listBucket(t, srv)
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	head := srv.AWS(t, "s3api", "head-object", "--bucket", bucket, "--key", objs[0].Key)
+	if !strings.Contains(head, `"kfl-index"`) || !strings.Contains(head, `"kfl-query"`) {
+		t.Errorf("head-object %s: no kfl metadata:\n%s", objs[0].Key, head)
+	}
+	noSecretIn(t, "the agent's log", agent.Stderr(), miniotest.SecretKey)
+	for _, r := range readRepos(t, filepath.Join(dir, "repos")) {
+		b, _ := os.ReadFile(r.files["content.json"])
+		noSecretIn(t, r.name+" content.json", string(b), miniotest.SecretKey, miniotest.AccessKey)
+	}
+}
+
+// MinIO down for 30 s in the middle of a run: archives wait and then
+// arrive exactly once; the progress log neither loses nor repeats one.
+func TestUploadS3Outage(t *testing.T) {
+	p, srv, dir := newUploadEnv(t)
+	srv.AWS(t, "s3", "mb", "s3://"+bucket)
+	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
+	agent := startAgentOnly(t, p, cfg)
+	stop := traffic(p, 200*time.Millisecond)
+	defer stop()
+	time.Sleep(4 * time.Second)
+	before := len(listBucket(t, srv))
+	srv.Stop()
+	down := time.Now()
+	time.Sleep(30 * time.Second)
+	waiting, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
+	srv.Restart(t)
+	t.Logf("MinIO down for %v: %d objects before, %d archives waiting at the restart", time.Since(down).Round(time.Second), before, len(waiting))
+	if len(waiting) < 5 {
+		t.Errorf("only %d archives waited through the outage", len(waiting))
+	}
+	if !strings.Contains(agent.Stderr(), "network") {
+		t.Errorf("the agent's log does not say the store is unreachable:\n%s", tail(agent.Stderr(), 20))
+	}
+	time.Sleep(2 * time.Second)
+	stop()
+	// The outbox retries with backoff (up to a minute here, after 30 s of
+	// failures): wait for it rather than for the shutdown's grace.
+	waitOutboxEmpty(t, dir, 100*time.Second, agent)
+	stopAgent(t, agent)
+	n := checkBucket(t, srv, dir)
+	t.Logf("%d archives in all, each exactly once", n)
+}
+
+// Wrong credentials: a clear error, archives kept; fixed and restarted,
+// the agent delivers them.
+func TestUploadS3BadCredentials(t *testing.T) {
+	p, srv, dir := newUploadEnv(t)
+	srv.AWS(t, "s3", "mb", "s3://"+bucket)
+	const wrong = "this-is-the-wrong-secret"
+	cfg := writeAgentConfig(t, dir, s3Config(srv, wrong, ""))
+	agent := startAgentOnly(t, p, cfg, "--grace", "1s")
+	stop := traffic(p, 200*time.Millisecond)
+	time.Sleep(5 * time.Second)
+	stop()
+	agent.waitStderr(t, "bad credentials", 10*time.Second)
+	stopAgent(t, agent)
+	noSecretIn(t, "the agent's log", agent.Stderr(), wrong)
+	kept, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
+	if len(kept) == 0 {
+		t.Fatal("no archive kept in the outbox")
+	}
+	if objs := listBucket(t, srv); len(objs) != 0 {
+		t.Fatalf("objects in the bucket with wrong credentials: %v", objs)
+	}
+	t.Logf("%d archives kept after failing with wrong credentials", len(kept))
+
+	writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
+	agent = startAgentOnly(t, p, cfg)
+	waitOutboxEmpty(t, dir, 30*time.Second, agent)
+	stopAgent(t, agent)
+	for _, k := range kept {
+		if _, err := os.Stat(filepath.Join(dir, "repos", filepath.Base(k))); err != nil {
+			t.Errorf("%s was not delivered after the fix", filepath.Base(k))
+		}
+	}
+	checkBucket(t, srv, dir)
+}
+
+// A missing bucket: a clear error and no bucket, unless createBucket: true.
+func TestUploadS3MissingBucket(t *testing.T) {
+	p, srv, dir := newUploadEnv(t)
+	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
+	agent := startAgentOnly(t, p, cfg, "--grace", "1s")
+	stop := traffic(p, 200*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	stop()
+	agent.waitStderr(t, "missing bucket", 10*time.Second)
+	stopAgent(t, agent)
+	if !strings.Contains(agent.Stderr(), "createBucket") {
+		t.Errorf("the error does not point at createBucket:\n%s", tail(agent.Stderr(), 10))
+	}
+	if _, _, err := srv.AWSResult("s3api", "head-bucket", "--bucket", bucket); err == nil {
+		t.Fatal("the bucket exists without createBucket")
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
+	if len(kept) == 0 {
+		t.Fatal("no archive kept in the outbox")
+	}
+
+	writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, "  createBucket: true\n"))
+	agent = startAgentOnly(t, p, cfg)
+	waitOutboxEmpty(t, dir, 30*time.Second, agent)
+	stopAgent(t, agent)
+	srv.AWS(t, "s3api", "head-bucket", "--bucket", bucket)
+	checkBucket(t, srv, dir)
+}
