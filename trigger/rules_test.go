@@ -285,3 +285,36 @@ func TestTemplateInjection(t *testing.T) {
 		t.Errorf("quote: %q %v", spec.KFL, err)
 	}
 }
+
+// FuzzParseRules: the triggers: parser never panics, and a rule it accepts
+// can match and render any alert without panicking.
+func FuzzParseRules(f *testing.F) {
+	f.Add(`triggers: [{name: a, match: {rules: [x], priority: ">= Warning", tags: [[a, b], "c, d"], output_fields: ["k=v, k2 in (a, b)"], source: syscall}, kfl: 'dst.ip == {{ ip (field "fd.sip") }}'}]`)
+	f.Add(`triggers: [{name: b, match: {output_fields: ["k not in (x)", "a!=b"]}, duration: 5s, lookback: 0s, continue: true}]`)
+	f.Add(`triggers: [{name: c, kfl: '{{ target }} and tcp', enabled: false, labels: {a: b}}]`)
+	alert := decodeFixture(f, "falco_redirect_stdout_network.json")
+	f.Fuzz(func(t *testing.T, src string) {
+		var doc struct {
+			Triggers []yaml.Node `yaml:"triggers"`
+		}
+		if yaml.Unmarshal([]byte(src), &doc) != nil {
+			return
+		}
+		rules, err := ParseRules(doc.Triggers)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "triggers[") {
+				t.Fatalf("error does not name the entry: %v", err)
+			}
+			return
+		}
+		for i := range rules {
+			r := &rules[i]
+			if r.Name == "" || r.Duration <= 0 || r.Duration > MaxDuration || r.Lookback < 0 || r.Lookback > MaxLookback {
+				t.Fatalf("accepted %+v", r)
+			}
+			if r.Matches(alert) {
+				r.Spec(alert, nil)
+			}
+		}
+	})
+}
