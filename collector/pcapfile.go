@@ -194,12 +194,13 @@ func (pw *PcapWriter) Close([]IfaceStats) error {
 // every packet, and interface statistics (received, kernel drops) at the
 // end.
 type PcapngWriter struct {
-	w     *bufio.Writer
-	raw   io.Writer
-	ids   map[int]uint32 // ifindex → interface id in the file
-	buf   [40]byte
-	err   error
-	start time.Time
+	lastIf int // the last packet's ifindex and its interface id: a cache
+	lastID uint32
+	w      *bufio.Writer
+	raw    io.Writer
+	ids    map[int]uint32 // ifindex → interface id in the file
+	err    error
+	start  time.Time
 }
 
 const (
@@ -238,41 +239,75 @@ func (pw *PcapngWriter) WritePacket(p *Packet) error {
 	if pw.err != nil {
 		return pw.err
 	}
-	id, ok := pw.ids[p.Ifindex]
+	id, ok := pw.lastID, p.Ifindex == pw.lastIf && pw.lastIf != 0
 	if !ok {
-		return fmt.Errorf("pcapng: packet from ifindex %d, which has no interface block", p.Ifindex)
+		if id, ok = pw.ids[p.Ifindex]; !ok {
+			return fmt.Errorf("pcapng: packet from ifindex %d, which has no interface block", p.Ifindex)
+		}
+		pw.lastIf, pw.lastID = p.Ifindex, id
 	}
 	pad := (4 - len(p.Data)&3) & 3
 	total := 28 + len(p.Data) + pad + 12 + 4 // header, data, epb_flags + opt_endofopt, trailer
-	b := pw.buf[:]
-	binary.LittleEndian.PutUint32(b[0:], blockEPB)
-	binary.LittleEndian.PutUint32(b[4:], uint32(total))
-	binary.LittleEndian.PutUint32(b[8:], id)
-	ts := uint64(p.UnixNano)
-	binary.LittleEndian.PutUint32(b[12:], uint32(ts>>32))
-	binary.LittleEndian.PutUint32(b[16:], uint32(ts))
-	binary.LittleEndian.PutUint32(b[20:], uint32(len(p.Data)))
-	binary.LittleEndian.PutUint32(b[24:], uint32(p.WireLen))
-	pw.w.Write(b[:28])
-	if err := writeData(pw.w, pw.raw, p.Data); err != nil {
-		pw.err = fmt.Errorf("write pcapng: %w", err)
-		return pw.err
-	}
-	var tail [20]byte
-	flags := uint32(1) // inbound
+	flags := uint32(1)                       // inbound
 	if p.Dir == bpf.Egress {
 		flags = 2 // outbound
 	}
-	binary.LittleEndian.PutUint16(tail[pad:], 2) // epb_flags
-	binary.LittleEndian.PutUint16(tail[pad+2:], 4)
-	binary.LittleEndian.PutUint32(tail[pad+4:], flags)
-	// opt_endofopt: 4 zero bytes at tail[pad+8:]
-	binary.LittleEndian.PutUint32(tail[pad+12:], uint32(total))
-	if _, err := pw.w.Write(tail[:pad+16]); err != nil {
+	ts := uint64(p.UnixNano)
+	le := binary.LittleEndian
+	if len(p.Data) >= bigPacket {
+		var b [28]byte
+		le.PutUint32(b[0:], blockEPB)
+		le.PutUint32(b[4:], uint32(total))
+		le.PutUint32(b[8:], id)
+		le.PutUint32(b[12:], uint32(ts>>32))
+		le.PutUint32(b[16:], uint32(ts))
+		le.PutUint32(b[20:], uint32(len(p.Data)))
+		le.PutUint32(b[24:], uint32(p.WireLen))
+		pw.w.Write(b[:])
+		if err := writeData(pw.w, pw.raw, p.Data); err != nil {
+			pw.err = fmt.Errorf("write pcapng: %w", err)
+			return pw.err
+		}
+		var tail [20]byte
+		le.PutUint16(tail[pad:], 2) // epb_flags
+		le.PutUint16(tail[pad+2:], 4)
+		le.PutUint32(tail[pad+4:], flags)
+		le.PutUint32(tail[pad+12:], uint32(total))
+		if _, err := pw.w.Write(tail[:pad+16]); err != nil {
+			pw.err = fmt.Errorf("write pcapng: %w", err)
+		}
+		return pw.err
+	}
+	// The common case: build the whole block in the writer's own buffer,
+	// one Write, no copy through a temporary.
+	if pw.w.Available() < total {
+		if err := pw.w.Flush(); err != nil {
+			pw.err = fmt.Errorf("write pcapng: %w", err)
+			return pw.err
+		}
+	}
+	b := pw.w.AvailableBuffer()
+	b = le.AppendUint32(b, blockEPB)
+	b = le.AppendUint32(b, uint32(total))
+	b = le.AppendUint32(b, id)
+	b = le.AppendUint32(b, uint32(ts>>32))
+	b = le.AppendUint32(b, uint32(ts))
+	b = le.AppendUint32(b, uint32(len(p.Data)))
+	b = le.AppendUint32(b, uint32(p.WireLen))
+	b = append(b, p.Data...)
+	b = append(b, zeros[:pad]...)
+	b = le.AppendUint16(b, 2) // epb_flags
+	b = le.AppendUint16(b, 4)
+	b = le.AppendUint32(b, flags)
+	b = le.AppendUint32(b, 0) // opt_endofopt
+	b = le.AppendUint32(b, uint32(total))
+	if _, err := pw.w.Write(b); err != nil {
 		pw.err = fmt.Errorf("write pcapng: %w", err)
 	}
 	return pw.err
 }
+
+var zeros [8]byte
 
 // Flush writes buffered packets through.
 func (pw *PcapngWriter) Flush() error {

@@ -101,6 +101,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	for {
 		stopping := ctx.Err() != nil
 		b := r.getBatch()
+		n := 0
 		for len(b.Packets) < batchPackets {
 			sample, end, ok := r.ring.next()
 			if !ok {
@@ -108,7 +109,9 @@ func (r *Reader) Run(ctx context.Context) error {
 			}
 			b.end = end
 			r.add(b, sample)
+			n++
 		}
+		r.stats.Read.Add(uint64(n))
 		if b.end != 0 {
 			r.hand(b)
 			continue
@@ -129,7 +132,6 @@ func (r *Reader) Run(ctx context.Context) error {
 
 // add appends one record to b.
 func (r *Reader) add(b *Batch, raw []byte) {
-	r.stats.Read.Add(1)
 	if len(raw) < bpf.RecordHeaderLen {
 		r.stats.Malformed.Add(1)
 		return
