@@ -20,6 +20,7 @@ import (
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/kfl"
+	"github.com/kflcap/kflcap/trigger"
 	"github.com/kflcap/kflcap/upload"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -92,6 +93,7 @@ type agent struct {
 	jobs     []*collector.Job
 	lookback *collector.Lookback
 	triggers *collector.Triggers
+	rules    []trigger.Rule
 }
 
 // newAgent checks everything that can be checked before attaching: queries
@@ -118,6 +120,18 @@ func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
 	for _, d := range []struct{ key, dir string }{{"spool.dir", cfg.Spool.Dir}, {"local.dir", cfg.Local.Dir}} {
 		if err := checkWritableDir(d.dir); err != nil {
 			return nil, usageErrorf("config: %s: %v", d.key, err)
+		}
+	}
+	if len(cfg.Triggers) > 0 {
+		rules, err := trigger.ParseRules(cfg.Triggers)
+		if err != nil {
+			return nil, usageErrorf("config: %v", err)
+		}
+		a.rules = rules
+	}
+	if cfg.API.Listen != "" {
+		if err := trigger.CheckListen(cfg.API.Listen, string(cfg.API.Token)); err != nil {
+			return nil, usageErrorf("config: %v", err)
 		}
 	}
 	ifaces, err := collector.Discover("", cfg.Capture.Interfaces)
@@ -308,6 +322,29 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		if d.Err == nil {
 			a.triggers.MarkDelivered(d.Archive.Name, d.URL)
 		}
+	}
+	if cfg.API.Listen != "" {
+		srv, err := trigger.NewServer(a.triggers, trigger.Config{
+			Listen: cfg.API.Listen, Token: string(cfg.API.Token), TLSCert: cfg.API.TLSCert, TLSKey: cfg.API.TLSKey,
+			Rules: a.rules, Logger: a.log,
+		})
+		if err != nil {
+			live.Close()
+			return usageErrorf("config: api: %v", err)
+		}
+		ln, err := net.Listen("tcp", cfg.API.Listen)
+		if err != nil {
+			live.Close()
+			return usageErrorf("config: api.listen: %v", err)
+		}
+		apiCtx, stopAPI := context.WithCancel(context.Background())
+		defer stopAPI()
+		go func() {
+			if err := srv.Serve(apiCtx, ln); err != nil {
+				a.log.Error("capture API", "err", err)
+			}
+		}()
+		a.log.Info("serving the capture API", "addr", ln.Addr().String(), "token", cfg.API.Token != "", "rules", len(a.rules))
 	}
 	readerDone := make(chan struct{})
 	if cfg.Metrics.Listen != "" {

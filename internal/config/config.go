@@ -103,6 +103,9 @@ type Local struct {
 type API struct {
 	Listen string `yaml:"listen"`
 	Token  Secret `yaml:"token"`
+	// TLS (extension): PEM certificate and key files, both or neither.
+	TLSCert string `yaml:"tlsCert"`
+	TLSKey  string `yaml:"tlsKey"`
 }
 
 // Metrics is the Prometheus endpoint.
