@@ -33,13 +33,11 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/kflcap/kflcap/internal/benchkit"
 )
 
-const (
-	nsA, nsB = "kflbagent-a", "kflbagent-b"
-	ifA, ifB = "kflbag0", "kflbag1"
-	ipA, ipB = "10.99.0.1", "10.99.0.2"
-)
+var pair = benchkit.NewPair("kflbagent")
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
@@ -60,46 +58,45 @@ func main() {
 	*bin, _ = filepath.Abs(*bin)
 	self, _ := os.Executable()
 
-	cleanup()
-	defer cleanup()
-	setup()
+	defer pair.Cleanup()
+	pair.Setup()
 	tmp, _ := os.MkdirTemp("", "kflbagent-")
 	defer os.RemoveAll(tmp)
 
 	var report bytes.Buffer
 	fmt.Fprintf(&report, "Run %s, kernel %s; HTTP workload %v with %d clients, 1%% of responses 500; background UDP at %s.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), kernel(), *dur, *conns, *udpRate)
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), benchkit.Kernel(), *dur, *conns, *udpRate)
 
 	// --- scenario 1: selection vs capture-everything ---
-	srv := exec.Command("ip", "netns", "exec", nsB, self, "serve", ipB+":8080")
+	srv := exec.Command("ip", "netns", "exec", pair.B, self, "serve", pair.IPB+":8080")
 	srv.Start()
 	defer srv.Process.Kill()
-	waitTCP(nsA, ipB+":8080")
+	benchkit.WaitTCP(pair.A, pair.IPB+":8080")
 
 	cfg := filepath.Join(tmp, "agent.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("kflPcapS3:\n  kflArr: [\"http and response.status == 500\"]\n  maxDuration: 5s\nspool: {dir: %s/spool}\nlocal: {dir: %s/repos}\n", tmp, tmp)), 0o644)
 	tdFile := filepath.Join(tmp, "tcpdump.pcap")
-	td := exec.Command("ip", "netns", "exec", nsA, "tcpdump", "-i", ifA, "-s", "65535", "-B", "32768", "-w", tdFile)
+	td := exec.Command("ip", "netns", "exec", pair.A, "tcpdump", "-i", pair.IfA, "-s", "65535", "-B", "32768", "-w", tdFile)
 	var tdErr bytes.Buffer
 	td.Stderr = &tdErr
 	td.Start()
-	agent := exec.Command("ip", "netns", "exec", nsA, *bin, "agent", "--config", cfg)
-	var agErr syncBuf
+	agent := exec.Command("ip", "netns", "exec", pair.A, *bin, "agent", "--config", cfg)
+	var agErr benchkit.SyncBuf
 	agent.Stderr = &agErr
 	agent.Start()
-	waitFor(func() bool {
+	benchkit.WaitFor("start-up", func() bool {
 		return strings.Contains(agErr.String(), "msg=capturing") && strings.Contains(tdErr.String(), "listening")
 	})
-	cpu0 := cpuSeconds(agent.Process.Pid)
+	cpu0 := benchkit.CPUSeconds(agent.Process.Pid)
 	log.Printf("agent and tcpdump running; HTTP load for %v", *dur)
 
-	udp := exec.Command("ip", "netns", "exec", nsA, "trafgen", "-o", ifA, "-i", trafgenCfg(tmp, false), "-q", "-P", "1", "-C", "-b", *udpRate)
+	udp := exec.Command("ip", "netns", "exec", pair.A, "trafgen", "-o", pair.IfA, "-i", trafgenCfg(tmp, false), "-q", "-P", "1", "-C", "-b", *udpRate)
 	udp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // trafgen forks a sender per CPU
 	udp.Start()
 	t0 := time.Now()
-	loadOut, err := exec.Command("ip", "netns", "exec", nsA, self, "load", "http://"+ipB+":8080", strconv.Itoa(*conns), dur.String()).Output()
+	loadOut, err := exec.Command("ip", "netns", "exec", pair.A, self, "load", "http://"+pair.IPB+":8080", strconv.Itoa(*conns), dur.String()).Output()
 	if err != nil {
-		die("load: %v", err)
+		benchkit.Die("load: %v", err)
 	}
 	// trafgen in rate mode does not always end on SIGINT: end its group.
 	syscall.Kill(-udp.Process.Pid, syscall.SIGKILL)
@@ -109,8 +106,8 @@ func main() {
 	json.Unmarshal(loadOut, &lr)
 	log.Printf("load done: %+v; stopping", lr)
 	time.Sleep(500 * time.Millisecond)
-	cpu := cpuSeconds(agent.Process.Pid) - cpu0
-	rss := peakRSS(agent.Process.Pid)
+	cpu := benchkit.CPUSeconds(agent.Process.Pid) - cpu0
+	rss := benchkit.PeakRSS(agent.Process.Pid)
 	agent.Process.Signal(os.Interrupt)
 	agent.Wait()
 	td.Process.Signal(os.Interrupt)
@@ -118,9 +115,9 @@ func main() {
 
 	log.Printf("agent and tcpdump stopped; reading repositories")
 	repoBytes, repo500, repoStreams := repositories(filepath.Join(tmp, "repos"))
-	tdBytes := fileSize(tdFile)
-	tdPackets := statLine(tdErr.String(), "packets captured")
-	agentDrops := kv(agErr.String(), "dropped_kernel") + kv(agErr.String(), "dropped_userspace")
+	tdBytes := benchkit.FileSize(tdFile)
+	tdPackets := benchkit.StatLine(tdErr.String(), "packets captured")
+	agentDrops := benchkit.KV(agErr.String(), "dropped_kernel") + benchkit.KV(agErr.String(), "dropped_userspace")
 	fmt.Fprintln(&report, "| measure | kflcap agent | tcpdump -w |")
 	fmt.Fprintln(&report, "|---|---:|---:|")
 	fmt.Fprintf(&report, "| HTTP requests (500s) sent | %d (%d) | same traffic |\n", lr.Requests, lr.Errors500)
@@ -128,7 +125,7 @@ func main() {
 	fmt.Fprintf(&report, "| selected streams/s | %.1f | – |\n", float64(repoStreams)/elapsed.Seconds())
 	fmt.Fprintf(&report, "| bytes written | %d (%.1f KB/s) | %d (%.1f KB/s) |\n", repoBytes, float64(repoBytes)/elapsed.Seconds()/1e3, tdBytes, float64(tdBytes)/elapsed.Seconds()/1e3)
 	fmt.Fprintf(&report, "| agent CPU s over the run / peak RSS | %.2f / %d MiB | – |\n", cpu, rss>>20)
-	fmt.Fprintf(&report, "| drops | %d | %d |\n", agentDrops, statLine(tdErr.String(), "packets dropped by kernel"))
+	fmt.Fprintf(&report, "| drops | %d | %d |\n", agentDrops, benchkit.StatLine(tdErr.String(), "packets dropped by kernel"))
 	ratio := 0.0
 	if repoBytes > 0 {
 		ratio = float64(tdBytes) / float64(repoBytes)
@@ -141,18 +138,18 @@ func main() {
 	os.RemoveAll(filepath.Join(tmp, "spool"))
 	cfg2 := filepath.Join(tmp, "agent2.yaml")
 	os.WriteFile(cfg2, []byte(fmt.Sprintf("kflPcapS3:\n  kflArr: [\"udp\"]\n  maxDuration: 5s\nspool: {dir: %s/spool}\nlocal: {dir: %s/repos}\n", tmp, tmp)), 0o644)
-	agent2 := exec.Command("ip", "netns", "exec", nsA, *bin, "agent", "--config", cfg2)
-	var ag2 syncBuf
+	agent2 := exec.Command("ip", "netns", "exec", pair.A, *bin, "agent", "--config", cfg2)
+	var ag2 benchkit.SyncBuf
 	agent2.Stderr = &ag2
 	agent2.Start()
-	waitFor(func() bool { return strings.Contains(ag2.String(), "msg=capturing") })
-	flood := exec.Command("ip", "netns", "exec", nsA, "trafgen", "-o", ifA, "-i", trafgenCfg(tmp, true), "-q", "-P", "1", "-C", "-n", "400000", "-b", "60000pps")
+	benchkit.WaitFor("start-up", func() bool { return strings.Contains(ag2.String(), "msg=capturing") })
+	flood := exec.Command("ip", "netns", "exec", pair.A, "trafgen", "-o", pair.IfA, "-i", trafgenCfg(tmp, true), "-q", "-P", "1", "-C", "-n", "400000", "-b", "60000pps")
 	flood.Run()
 	time.Sleep(time.Second)
-	rss2 := peakRSS(agent2.Process.Pid)
+	rss2 := benchkit.PeakRSS(agent2.Process.Pid)
 	agent2.Process.Signal(os.Interrupt)
 	agent2.Wait()
-	flows := kv(ag2.String(), "streams")
+	flows := benchkit.KV(ag2.String(), "streams")
 	fmt.Fprintf(&report, "Many flows: 400,000 UDP packets with random ports (almost every packet a new 5-tuple) and the job \"udp\" selecting every stream: the agent created %d streams, keeping at most 100,000 in its table (LRU eviction, counted), with a peak RSS of %d MiB (target < 300 MiB with 100k concurrent streams).\n", flows, rss2>>20)
 
 	fmt.Print(report.String())
@@ -213,7 +210,7 @@ func serve(addr string) {
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "status %d\n%s", code, strings.Repeat("x", 512))
 	})
-	die(http.ListenAndServe(addr, nil))
+	benchkit.Die("%v", http.ListenAndServe(addr, nil))
 }
 
 // repositories sums archive sizes and counts the 500 responses and streams
@@ -221,7 +218,7 @@ func serve(addr string) {
 func repositories(dir string) (bytes int64, with500 int64, streams int64) {
 	archives, _ := filepath.Glob(filepath.Join(dir, "*.tar.gz"))
 	for _, a := range archives {
-		bytes += fileSize(a)
+		bytes += benchkit.FileSize(a)
 		x, _ := os.MkdirTemp("", "kflbx-")
 		exec.Command("tar", "xzf", a, "-C", x).Run()
 		var content struct {
@@ -238,132 +235,12 @@ func repositories(dir string) (bytes int64, with500 int64, streams int64) {
 	return
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func waitFor(cond func() bool) {
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			die("timed out waiting for start-up")
-		}
-	}
-}
-
-func waitTCP(ns, addr string) {
-	waitFor(func() bool {
-		return exec.Command("ip", "netns", "exec", ns, "bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(addr, ":", "/", 1)).Run() == nil
-	})
-}
-
 func trafgenCfg(tmp string, manyFlows bool) string {
-	out, _ := exec.Command("ip", "-n", nsB, "-j", "link", "show", ifB).Output()
-	var links []struct {
-		Address string `json:"address"`
-	}
-	json.Unmarshal(out, &links)
 	sport, dport, name := "4000", "dinc(5000, 5099)", "bg.cfg"
 	if manyFlows {
 		sport, dport, name = "drnd()", "drnd()", "flows.cfg"
 	}
 	p := filepath.Join(tmp, name)
-	os.WriteFile(p, []byte(fmt.Sprintf("{\n  eth(da=%s),\n  ipv4(saddr=%s, daddr=%s),\n  udp(sport=%s, dport=%s),\n  fill(0x41, 18)\n}\n", links[0].Address, ipA, ipB, sport, dport)), 0o644)
+	os.WriteFile(p, []byte(fmt.Sprintf("{\n  eth(da=%s),\n  ipv4(saddr=%s, daddr=%s),\n  udp(sport=%s, dport=%s),\n  fill(0x41, 18)\n}\n", pair.MAC(), pair.IPA, pair.IPB, sport, dport)), 0o644)
 	return p
-}
-
-func kv(s, key string) int64 {
-	i := strings.LastIndex(s, " "+key+"=")
-	if i < 0 {
-		return 0
-	}
-	v := s[i+len(key)+2:]
-	if j := strings.IndexAny(v, " \n"); j >= 0 {
-		v = v[:j]
-	}
-	n, _ := strconv.ParseInt(v, 10, 64)
-	return n
-}
-
-func statLine(s, what string) int64 {
-	for _, line := range strings.Split(s, "\n") {
-		if n, rest, ok := strings.Cut(strings.TrimSpace(line), " "); ok && strings.HasPrefix(rest, what) {
-			v, _ := strconv.ParseInt(n, 10, 64)
-			return v
-		}
-	}
-	return 0
-}
-
-func fileSize(p string) int64 {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
-}
-
-// peakRSS reads VmHWM (bytes).
-func peakRSS(pid int) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n << 10
-		}
-	}
-	return 0
-}
-
-func sh(name string, args ...string) {
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		die("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func setup() {
-	sh("ip", "netns", "add", nsA)
-	sh("ip", "netns", "add", nsB)
-	sh("ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
-	sh("ip", "-n", nsA, "addr", "add", ipA+"/24", "dev", ifA)
-	sh("ip", "-n", nsB, "addr", "add", ipB+"/24", "dev", ifB)
-	for _, x := range [][2]string{{nsA, ifA}, {nsB, ifB}} {
-		sh("ip", "-n", x[0], "link", "set", "lo", "up")
-		sh("ip", "-n", x[0], "link", "set", x[1], "up")
-	}
-}
-
-func cleanup() {
-	exec.Command("ip", "netns", "del", nsA).Run()
-	exec.Command("ip", "netns", "del", nsB).Run()
-}
-
-func kernel() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
-}
-
-// die cleans the namespaces up and exits: log.Fatal would skip the defers.
-func die(format any, a ...any) {
-	cleanup()
-	if f, ok := format.(string); ok && len(a) > 0 {
-		log.Fatalf(f, a...)
-	}
-	log.Fatal(append([]any{format}, a...)...)
 }

@@ -22,17 +22,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kflcap/kflcap/internal/benchkit"
 )
 
-const (
-	nsA, nsB = "kflbench-a", "kflbench-b"
-	ifA, ifB = "kflbench0", "kflbench1"
-	ipA, ipB = "10.99.0.1", "10.99.0.2"
-)
+var pair = benchkit.NewPair("kflbench")
 
 type config struct {
 	name         string
@@ -68,26 +65,26 @@ func main() {
 	log.SetFlags(0)
 	abs, err := filepath.Abs(*bin)
 	if err != nil {
-		die(err)
+		benchkit.Die("%v", err)
 	}
 	*bin = abs
 
-	cleanup()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() { <-sig; cleanup(); os.Exit(1) }()
-	defer cleanup()
-	setup()
+	go func() { <-sig; pair.Cleanup(); os.Exit(1) }()
+	defer pair.Cleanup()
+	pair.Setup()
 
 	tmp, err := os.MkdirTemp("", "kflbench-")
 	if err != nil {
-		die(err)
+		benchkit.Die("%v", err)
 	}
 	defer os.RemoveAll(tmp)
 
 	var report bytes.Buffer
+	hostname, _ := os.Hostname()
 	fmt.Fprintf(&report, "Run %s on %s, kernel %s, %d CPUs; %d runs of %v each, medians.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostname(), kernel(), numCPU(), *runs, *dur)
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostname, benchkit.Kernel(), benchkit.NumCPU(), *runs, *dur)
 	for _, kind := range strings.Split(*kinds, ",") {
 		results := map[string][]result{}
 		for r := 0; r < *runs; r++ {
@@ -106,7 +103,7 @@ func main() {
 	fmt.Print(report.String())
 	if *out != "" {
 		if err := os.WriteFile(*out, report.Bytes(), 0o644); err != nil {
-			die(err)
+			benchkit.Die("%v", err)
 		}
 	}
 }
@@ -178,9 +175,9 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 	var capErr bytes.Buffer
 	switch c.tool {
 	case "tcpdump":
-		capCmd = exec.Command("ip", "netns", "exec", nsA, "tcpdump", "-i", ifA, "-s", "65535", "-B", "16384", "-w", outFile)
+		capCmd = exec.Command("ip", "netns", "exec", pair.A, "tcpdump", "-i", pair.IfA, "-s", "65535", "-B", "16384", "-w", outFile)
 	case "kflcap":
-		args := []string{"capture", "--netns", nsA, "-i", ifA, "-w", outFile}
+		args := []string{"capture", "--netns", pair.A, "-i", pair.IfA, "-w", outFile}
 		if c.oneInHundred {
 			// One port of the hundred: the query's pushdown becomes the
 			// kernel prefilter, and the dissector sees only that 1%.
@@ -191,37 +188,37 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 	if capCmd != nil {
 		capCmd.Stderr = &capErr
 		if err := capCmd.Start(); err != nil {
-			die("start %s: %v", c.tool, err)
+			benchkit.Die("start %s: %v", c.tool, err)
 		}
 		ready := map[string]string{"tcpdump": "listening on", "kflcap": "capturing on"}[c.tool]
 		deadline := time.Now().Add(20 * time.Second)
 		for !strings.Contains(capErr.String(), ready) {
 			if time.Now().After(deadline) {
-				die("%s not ready: %s", c.tool, capErr.String())
+				benchkit.Die("%s not ready: %s", c.tool, capErr.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	var cpu0 float64
 	if capCmd != nil {
-		cpu0 = cpuSeconds(capCmd.Process.Pid) // start-up (loading, attaching) is not counted
+		cpu0 = benchkit.CPUSeconds(capCmd.Process.Pid) // start-up (loading, attaching) is not counted
 	}
 	rx0 := rxPackets()
 	t0 := time.Now()
 	switch kind {
 	case "udp64":
-		cmd := exec.Command("ip", "netns", "exec", nsA, "timeout", "-s", "INT", fmt.Sprint(dur.Seconds()),
-			"trafgen", "-o", ifA, "-i", trafgenConfig(tmp), "-q", "-P", "1", "-C")
+		cmd := exec.Command("ip", "netns", "exec", pair.A, "timeout", "-s", "INT", fmt.Sprint(dur.Seconds()),
+			"trafgen", "-o", pair.IfA, "-i", trafgenConfig(tmp), "-q", "-P", "1", "-C")
 		cmd.Run() // ends by timeout's SIGINT
 	case "tcp":
-		srv := exec.Command("ip", "netns", "exec", nsB, "iperf3", "-s", "-1", "-B", ipB)
+		srv := exec.Command("ip", "netns", "exec", pair.B, "iperf3", "-s", "-1", "-B", pair.IPB)
 		srv.Start()
 		time.Sleep(300 * time.Millisecond)
 		t0 = time.Now()
 		rx0 = rxPackets()
-		out, err := exec.Command("ip", "netns", "exec", nsA, "iperf3", "-c", ipB, "-t", fmt.Sprint(int(dur.Seconds())), "-J").Output()
+		out, err := exec.Command("ip", "netns", "exec", pair.A, "iperf3", "-c", pair.IPB, "-t", fmt.Sprint(int(dur.Seconds())), "-J").Output()
 		if err != nil {
-			die("iperf3: %v", err)
+			benchkit.Die("iperf3: %v", err)
 		}
 		srv.Wait()
 		var j struct {
@@ -238,11 +235,11 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 	res.deliveredPPS = float64(rxPackets()-rx0) / elapsed
 	if capCmd != nil {
 		time.Sleep(300 * time.Millisecond)
-		res.cpuSec = cpuSeconds(capCmd.Process.Pid) - cpu0
+		res.cpuSec = benchkit.CPUSeconds(capCmd.Process.Pid) - cpu0
 		capCmd.Process.Signal(os.Interrupt)
 		capCmd.Wait()
-		res.captured = statLine(capErr.String(), "packets captured")
-		res.dropped = statLine(capErr.String(), "packets dropped by kernel") + statLine(capErr.String(), "packets dropped in user space")
+		res.captured = benchkit.StatLine(capErr.String(), "packets captured")
+		res.dropped = benchkit.StatLine(capErr.String(), "packets dropped by kernel") + benchkit.StatLine(capErr.String(), "packets dropped in user space")
 	}
 	return res
 }
@@ -253,38 +250,18 @@ func trafgenConfig(tmp string) string {
 	if trafgenCfg != "" {
 		return trafgenCfg
 	}
-	out, err := exec.Command("ip", "-n", nsB, "-j", "link", "show", ifB).Output()
-	if err != nil {
-		die(err)
-	}
-	var links []struct {
-		Address string `json:"address"`
-	}
-	json.Unmarshal(out, &links)
 	trafgenCfg = filepath.Join(tmp, "udp64.cfg")
-	cfg := fmt.Sprintf("{\n  eth(da=%s),\n  ipv4(saddr=%s, daddr=%s),\n  udp(sport=4000, dport=dinc(5000, 5099)),\n  fill(0x41, 18)\n}\n", links[0].Address, ipA, ipB)
+	cfg := fmt.Sprintf("{\n  eth(da=%s),\n  ipv4(saddr=%s, daddr=%s),\n  udp(sport=4000, dport=dinc(5000, 5099)),\n  fill(0x41, 18)\n}\n", pair.MAC(), pair.IPA, pair.IPB)
 	if err := os.WriteFile(trafgenCfg, []byte(cfg), 0o644); err != nil {
-		die(err)
+		benchkit.Die("%v", err)
 	}
 	return trafgenCfg
 }
 
-// statLine reads "N WHAT" from a tcpdump/kflcap summary.
-func statLine(s, what string) int64 {
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if n, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, what) {
-			v, _ := strconv.ParseInt(n, 10, 64)
-			return v
-		}
-	}
-	return 0
-}
-
 func rxPackets() int64 {
-	out, err := exec.Command("ip", "-n", nsB, "-s", "-j", "link", "show", ifB).Output()
+	out, err := exec.Command("ip", "-n", pair.B, "-s", "-j", "link", "show", pair.IfB).Output()
 	if err != nil {
-		die(err)
+		benchkit.Die("%v", err)
 	}
 	var links []struct {
 		Stats64 struct {
@@ -295,61 +272,4 @@ func rxPackets() int64 {
 	}
 	json.Unmarshal(out, &links)
 	return links[0].Stats64.Rx.Packets
-}
-
-// cpuSeconds is a process's user+system CPU time so far.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
-func sh(name string, args ...string) {
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		die("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func setup() {
-	sh("ip", "netns", "add", nsA)
-	sh("ip", "netns", "add", nsB)
-	sh("ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
-	sh("ip", "-n", nsA, "addr", "add", ipA+"/24", "dev", ifA)
-	sh("ip", "-n", nsB, "addr", "add", ipB+"/24", "dev", ifB)
-	for _, x := range [][2]string{{nsA, ifA}, {nsB, ifB}} {
-		sh("ip", "-n", x[0], "link", "set", "lo", "up")
-		sh("ip", "-n", x[0], "link", "set", x[1], "up")
-	}
-}
-
-func cleanup() {
-	exec.Command("ip", "netns", "del", nsA).Run()
-	exec.Command("ip", "netns", "del", nsB).Run()
-}
-
-func hostname() string { h, _ := os.Hostname(); return h }
-
-func kernel() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-// die cleans the namespaces up and exits: log.Fatal would skip the defers.
-func die(format any, a ...any) {
-	cleanup()
-	if f, ok := format.(string); ok && len(a) > 0 {
-		log.Fatalf(f, a...)
-	}
-	log.Fatal(append([]any{format}, a...)...)
 }
