@@ -75,6 +75,15 @@ type S3Sink struct {
 
 	plainWrites atomic.Bool // the store rejected a conditional write
 	warnOnce    sync.Once
+
+	mu         sync.Mutex
+	logEntries []ProgressEntry // the progress log as this sink last wrote it
+	logETag    string
+	logCached  bool
+
+	gmu     sync.Mutex // group commit of progress entries
+	pending []logRequest
+	writing bool
 }
 
 // NewS3Sink makes the client; it does not contact the store.
@@ -163,28 +172,88 @@ func (s *S3Sink) URL(key string) string {
 func (s *S3Sink) Deliver(ctx context.Context, a Archive) (string, error) {
 	key := s.Key(a.Name)
 	u := s.URL(key)
-	have, err := s.has(ctx, key, a.Size)
+	err := s.upload(ctx, a, key)
+	var ae smithy.APIError
+	if err != nil && s.opts.CreateBucket && errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
+		if err := s.createBucket(ctx); err != nil {
+			return "", err
+		}
+		err = s.upload(ctx, a, key)
+	}
 	if err != nil {
 		return "", err
 	}
-	if !have {
-		if err := s.put(ctx, a, key); err != nil {
-			var ae smithy.APIError
-			if !s.opts.CreateBucket || !errors.As(err, &ae) || ae.ErrorCode() != "NoSuchBucket" {
-				return "", err
-			}
-			if err := s.createBucket(ctx); err != nil {
-				return "", err
-			}
-			if err := s.put(ctx, a, key); err != nil {
-				return "", err
-			}
-		}
-	}
-	if err := s.appendProgress(ctx, NewProgressEntry(a, u, time.Now())); err != nil {
+	if err := s.logDelivery(ctx, NewProgressEntry(a, u, time.Now())); err != nil {
 		return "", err
 	}
 	return u, nil
+}
+
+// logDelivery appends e to the progress log. Concurrent deliveries share
+// log writes (group commit): the first caller writes, for itself and for
+// everyone who arrives meanwhile, so a log write per archive does not
+// serialise them.
+func (s *S3Sink) logDelivery(ctx context.Context, e ProgressEntry) error {
+	req := logRequest{e: e, done: make(chan error, 1)}
+	s.gmu.Lock()
+	s.pending = append(s.pending, req)
+	if s.writing {
+		s.gmu.Unlock()
+		select {
+		case err := <-req.done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.writing = true
+	for len(s.pending) > 0 {
+		batch := s.pending
+		s.pending = nil
+		s.gmu.Unlock()
+		entries := make([]ProgressEntry, len(batch))
+		for i, r := range batch {
+			entries[i] = r.e
+		}
+		err := s.appendProgress(ctx, entries...)
+		for _, r := range batch {
+			r.done <- err
+		}
+		s.gmu.Lock()
+	}
+	s.writing = false
+	s.gmu.Unlock()
+	return <-req.done
+}
+
+type logRequest struct {
+	e    ProgressEntry
+	done chan error
+}
+
+// upload puts the archive at key unless an object of its size is there.
+// An archive smaller than a part goes in one conditional request
+// (If-None-Match: *), so the usual case costs no HEAD; a larger one is
+// checked with HEAD first, then sent in parts.
+func (s *S3Sink) upload(ctx context.Context, a Archive, key string) error {
+	if a.Size < s.opts.PartSize && !s.plainWrites.Load() {
+		err := s.put(ctx, a, key, true)
+		switch {
+		case err == nil:
+			return nil
+		case isConflict(err):
+			// Something is at the key: ours from an earlier attempt, or not.
+		case conditionalUnsupported(err):
+			s.noConditionals(err)
+		default:
+			return err
+		}
+	}
+	have, err := s.has(ctx, key, a.Size)
+	if err != nil || have {
+		return err
+	}
+	return s.put(ctx, a, key, false)
 }
 
 // has reports whether key exists with the given size. A 403 on HEAD is
@@ -202,7 +271,7 @@ func (s *S3Sink) has(ctx context.Context, key string, size int64) (bool, error) 
 	return aws.ToInt64(out.ContentLength) == size, nil
 }
 
-func (s *S3Sink) put(ctx context.Context, a Archive, key string) error {
+func (s *S3Sink) put(ctx context.Context, a Archive, key string, ifAbsent bool) error {
 	f, err := os.Open(a.Path)
 	if err != nil {
 		return fmt.Errorf("s3 sink: %w", err)
@@ -219,19 +288,39 @@ func (s *S3Sink) put(ctx context.Context, a Archive, key string) error {
 			"kfl-query": headerSafe(a.KFLQuery),
 		},
 	}
+	s.encryption(in)
+	if s.opts.StorageClass != "" {
+		in.StorageClass = types.StorageClass(s.opts.StorageClass)
+	}
+	if ifAbsent {
+		in.IfNoneMatch = aws.String("*")
+		if _, err := s.client.PutObject(ctx, in); err != nil {
+			return s.wrap("put", key, err)
+		}
+		return nil
+	}
+	if _, err := s.uploader.Upload(ctx, in); err != nil {
+		return s.wrap("put", key, err)
+	}
+	return nil
+}
+
+func (s *S3Sink) encryption(in *s3.PutObjectInput) {
 	if s.opts.SSE != "" {
 		in.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
 		if s.opts.KMSKeyID != "" {
 			in.SSEKMSKeyId = &s.opts.KMSKeyID
 		}
 	}
-	if s.opts.StorageClass != "" {
-		in.StorageClass = types.StorageClass(s.opts.StorageClass)
-	}
-	if _, err := s.uploader.Upload(ctx, in); err != nil {
-		return s.wrap("put", key, err)
-	}
-	return nil
+}
+
+// noConditionals switches to plain writes, saying so once.
+func (s *S3Sink) noConditionals(err error) {
+	s.plainWrites.Store(true)
+	s.warnOnce.Do(func() {
+		s.log.Warn("the store rejects conditional writes: falling back to plain writes; two agents writing one progress log at once may lose an entry",
+			"bucket", s.opts.Bucket, "err", err)
+	})
 }
 
 func (s *S3Sink) createBucket(ctx context.Context) error {
@@ -259,21 +348,39 @@ func headerSafe(v string) string {
 	return v
 }
 
-// appendProgress adds e to the progress log unless its file is listed.
-func (s *S3Sink) appendProgress(ctx context.Context, e ProgressEntry) error {
+// appendProgress adds entries to the progress log, except those whose
+// file it lists already.
+// The log and ETag this sink last wrote are remembered, so that a lone
+// writer needs no GET per archive: a stale copy costs one 412 and a re-read.
+func (s *S3Sink) appendProgress(ctx context.Context, add ...ProgressEntry) error {
 	key := s.ProgressKey()
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		entries, etag, err := s.readProgress(ctx, key)
-		if err != nil {
-			return err
-		}
-		for _, x := range entries {
-			if x.File == e.File {
-				return nil
+		conditional := !s.plainWrites.Load()
+		s.mu.Lock()
+		entries, etag, cached := s.logEntries, s.logETag, s.logCached && conditional
+		s.mu.Unlock()
+		if !cached {
+			var err error
+			if entries, etag, err = s.readProgress(ctx, key); err != nil {
+				return err
 			}
 		}
-		body, err := json.MarshalIndent(append(entries, e), "", "  ")
+		listed := make(map[string]bool, len(entries))
+		for _, x := range entries {
+			listed[x.File] = true
+		}
+		next := entries[:len(entries):len(entries)]
+		for _, e := range add {
+			if !listed[e.File] {
+				next = append(next, e)
+				listed[e.File] = true
+			}
+		}
+		if len(next) == len(entries) {
+			return nil
+		}
+		body, err := json.MarshalIndent(next, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -282,13 +389,7 @@ func (s *S3Sink) appendProgress(ctx context.Context, e ProgressEntry) error {
 			Bucket: &s.opts.Bucket, Key: &key, Body: bytes.NewReader(body),
 			ContentType: aws.String("application/json"),
 		}
-		if s.opts.SSE != "" {
-			in.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
-			if s.opts.KMSKeyID != "" {
-				in.SSEKMSKeyId = &s.opts.KMSKeyID
-			}
-		}
-		conditional := !s.plainWrites.Load()
+		s.encryption(in)
 		if conditional {
 			if etag == "" {
 				in.IfNoneMatch = aws.String("*")
@@ -296,12 +397,21 @@ func (s *S3Sink) appendProgress(ctx context.Context, e ProgressEntry) error {
 				in.IfMatch = aws.String(etag)
 			}
 		}
-		_, err = s.client.PutObject(ctx, in)
+		out, err := s.client.PutObject(ctx, in)
 		switch {
 		case err == nil:
+			s.mu.Lock()
+			s.logEntries, s.logETag, s.logCached = next, aws.ToString(out.ETag), out.ETag != nil
+			s.mu.Unlock()
 			return nil
 		case conditional && isConflict(err):
 			// Another writer got there first: read again.
+			s.mu.Lock()
+			s.logCached = false
+			s.mu.Unlock()
+			if cached {
+				continue // our copy was stale: no need to wait
+			}
 			if attempt >= 50 {
 				return fmt.Errorf("s3 sink: progress log %s: still conflicting after %d attempts: %w", key, attempt, err)
 			}
@@ -313,12 +423,11 @@ func (s *S3Sink) appendProgress(ctx context.Context, e ProgressEntry) error {
 			case <-time.After(d):
 			}
 		case conditional && conditionalUnsupported(err):
-			s.plainWrites.Store(true)
-			s.warnOnce.Do(func() {
-				s.log.Warn("the store rejects conditional writes: the progress log falls back to plain writes, and two writers at once may lose an entry",
-					"bucket", s.opts.Bucket, "err", err)
-			})
+			s.noConditionals(err)
 		default:
+			s.mu.Lock()
+			s.logCached = false
+			s.mu.Unlock()
 			return s.wrap("put", key, err)
 		}
 	}
