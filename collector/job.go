@@ -91,6 +91,8 @@ type Job struct {
 	Sealed       atomic.Uint64
 	SealFailures atomic.Uint64
 
+	retired atomic.Bool
+
 	mu       sync.Mutex
 	cur      *Repository
 	curStats map[string]uint64
@@ -101,6 +103,9 @@ type Job struct {
 
 // StreamPacket implements dissect.Sink.
 func (j *Job) StreamPacket(info dissect.StreamInfo, p dissect.Packet) {
+	if j.retired.Load() {
+		return // removed by a reload; its streams may still be flowing
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.refused[info.ID] {
@@ -173,6 +178,13 @@ func (j *Job) Flush() {
 	}
 	j.mu.Unlock()
 	j.sealing.Wait()
+}
+
+// Retire stops the job taking packets (a reload removed or replaced it),
+// seals its open repository and waits for the seal.
+func (j *Job) Retire() {
+	j.retired.Store(true)
+	j.Flush()
 }
 
 // sealLocked hands the open repository to a sealing goroutine; the next

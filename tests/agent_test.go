@@ -543,3 +543,51 @@ func TestAgentSpoolFull(t *testing.T) {
 		t.Errorf("repositories hold %d streams, %v were kept", streams, kept)
 	}
 }
+
+// SIGHUP swaps the jobs without reattaching: a query that selected nothing
+// is replaced by "dns", the kernel prefilter follows (with the API off the
+// jobs' pushdown is the prefilter: port 9999 first, so DNS is not even
+// copied), and the next DNS flows land in the new job's repository.
+func TestAgentReload(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	dir := t.TempDir()
+	write := func(query string) string {
+		cfg := writeAgentConfig(t, dir, "  maxMinutes: 60")
+		b, _ := os.ReadFile(cfg)
+		text := strings.Replace(string(b), `kflArr: ["http and response.status == 500", "dns"]`, fmt.Sprintf("kflArr: [%q]", query), 1)
+		text += "api: {listen: \"\"}\n"
+		os.WriteFile(cfg, []byte(text), 0o644)
+		return cfg
+	}
+	cfg := write("udp and dst.port == 9999")
+	env := startAgent(t, p, dir, cfg)
+	metrics := func() string { return netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics") }
+	dig := func(name string) { netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, name) }
+
+	dig("before.shop.example.test")
+	m := metrics()
+	if v := metricValue(t, m, "kflcap_packets_prefiltered_total", `interface="`+p.IfA+`"`, `direction="egress"`); v < 1 {
+		t.Errorf("the DNS query was not prefiltered out in the kernel (%v)", v)
+	}
+	attachedBefore := strings.Count(env.agent.Stderr(), "tcx")
+
+	write("dns")
+	env.agent.cmd.Process.Signal(syscall.SIGHUP)
+	env.agent.waitStderr(t, "msg=reloaded", 10*time.Second)
+	for i := range 3 {
+		dig(fmt.Sprintf("after%d.shop.example.test", i))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if v := metricValue(t, metrics(), "kflcap_kfl_matches_total", `job="0"`, `query="dns"`); v != 3 {
+		t.Errorf("the reloaded job selected %v streams, want the 3 DNS flows after the reload", v)
+	}
+	env.stop(t)
+	if strings.Count(env.agent.Stderr(), "tcx") != attachedBefore {
+		t.Errorf("the reload reattached:\n%s", env.agent.Stderr())
+	}
+	repos := readRepos(t, env.local)
+	if len(repos) != 1 || repos[0].content["kfl_query"] != "dns" || len(repos[0].streams()) != 3 {
+		t.Fatalf("want one repository of job 0 (dns) with the 3 flows after the reload, got %d", len(repos))
+	}
+}

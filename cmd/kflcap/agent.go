@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -76,12 +79,17 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.cfgPath = *cfgPath
+	if len(queries) > 0 {
+		a.cfgPath = "" // --kfl replaced the file's jobs: a reload would lose them
+	}
 	return a.run(ctx, *grace)
 }
 
 // agent wires capture → dissector → jobs → repositories → outbox → sinks.
 type agent struct {
 	cfg      *config.Config
+	cfgPath  string // "" for the embedded default (nothing to reload)
 	log      *slog.Logger
 	queries  []*kfl.Query
 	ifaces   []collector.Iface
@@ -90,10 +98,25 @@ type agent struct {
 	sinks    []upload.Sink
 	slack    *upload.Notifier // nil without Slack settings
 	names    *collector.Names
-	jobs     []*collector.Job
+	set      atomic.Pointer[jobSet]
+	newJob   func(index int, query string) *collector.Job
 	lookback *collector.Lookback
 	triggers *collector.Triggers
 	rules    []trigger.Rule
+}
+
+// jobSet is the running jobs and their compiled queries, swapped as a
+// whole on SIGHUP so that dissector workers always see a consistent pair.
+type jobSet struct {
+	queries []*kfl.Query
+	jobs    []*collector.Job
+}
+
+func (a *agent) jobs() []*collector.Job {
+	if s := a.set.Load(); s != nil {
+		return s.jobs
+	}
+	return nil
 }
 
 // newAgent checks everything that can be checked before attaching: queries
@@ -104,19 +127,11 @@ func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
 	if err := kfl.ValidateMacros(cfg.KFL.Macros); err != nil {
 		return nil, usageErrorf("config: kfl.macros: %v", err)
 	}
-	if cfg.KflPcapS3.Active {
-		for i, src := range cfg.KflPcapS3.KflArr {
-			q, err := kfl.Compile(src, kfl.WithMacros(cfg.KFL.Macros))
-			if err != nil {
-				var ke *kfl.Error
-				if errors.As(err, &ke) {
-					return nil, usageErrorf("config: kflPcapS3.kflArr[%d]: kfl: %s", i, ke.Detailed())
-				}
-				return nil, usageErrorf("config: kflPcapS3.kflArr[%d]: %v", i, err)
-			}
-			a.queries = append(a.queries, q)
-		}
+	qs, err := compileJobs(cfg)
+	if err != nil {
+		return nil, usageError{err}
 	}
+	a.queries = qs
 	for _, d := range []struct{ key, dir string }{{"spool.dir", cfg.Spool.Dir}, {"local.dir", cfg.Local.Dir}} {
 		if err := checkWritableDir(d.dir); err != nil {
 			return nil, usageErrorf("config: %s: %v", d.key, err)
@@ -144,6 +159,27 @@ func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
 	}
 	a.slack = upload.SlackNotifier(cfg, log)
 	return a, nil
+}
+
+// compileJobs compiles kflPcapS3.kflArr (none when inactive); errors name
+// the query's index and position.
+func compileJobs(cfg *config.Config) ([]*kfl.Query, error) {
+	if !cfg.KflPcapS3.Active {
+		return nil, nil
+	}
+	var qs []*kfl.Query
+	for i, src := range cfg.KflPcapS3.KflArr {
+		q, err := kfl.Compile(src, kfl.WithMacros(cfg.KFL.Macros))
+		if err != nil {
+			var ke *kfl.Error
+			if errors.As(err, &ke) {
+				return nil, fmt.Errorf("config: kflPcapS3.kflArr[%d]: kfl: %s", i, ke.Detailed())
+			}
+			return nil, fmt.Errorf("config: kflPcapS3.kflArr[%d]: %v", i, err)
+		}
+		qs = append(qs, q)
+	}
+	return qs, nil
 }
 
 // checkWritableDir creates dir and proves a file can be written in it.
@@ -270,20 +306,25 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		m["spool_refused_streams"] = a.spool.Refused.Load()
 		return m
 	}
-	lifetime := cfg.KflPcapS3.RepositoryLifetime()
-	for i := range a.queries {
-		a.jobs = append(a.jobs, &collector.Job{
-			Index: i, Query: cfg.KflPcapS3.KflArr[i], Prefix: cfg.KflPcapS3.Prefix,
-			Limits: collector.JobLimits{Lifetime: lifetime, MaxStreams: cfg.KflPcapS3.MaxL4Streams, MaxBytes: int64(cfg.KflPcapS3.MaxBytes)},
+	a.newJob = func(i int, query string) *collector.Job {
+		k := a.cfg.KflPcapS3
+		return &collector.Job{
+			Index: i, Query: query, Prefix: k.Prefix,
+			Limits: collector.JobLimits{Lifetime: k.RepositoryLifetime(), MaxStreams: k.MaxL4Streams, MaxBytes: int64(k.MaxBytes)},
 			Outbox: outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen),
 			Content: a.content, Stats: stats, Names: a.names,
 			OnSealed: func(s collector.Sealed) {
 				a.log.Info("repository sealed", "archive", filepath.Base(s.Path), "kfl_index", s.KFLIndex, "streams", s.Streams, "bytes", s.Bytes)
 				a.outbox.Notify()
 			},
-			Verbose: cfg.KflPcapS3.Verbose, Log: a.log,
-		})
+			Verbose: k.Verbose, Log: a.log,
+		}
 	}
+	first := &jobSet{queries: a.queries}
+	for i := range a.queries {
+		first.jobs = append(first.jobs, a.newJob(i, cfg.KflPcapS3.KflArr[i]))
+	}
+	a.set.Store(first)
 	if cfg.Capture.LookbackBytes > 0 {
 		a.lookback = collector.NewLookback(int(cfg.Capture.LookbackBytes))
 	}
@@ -310,7 +351,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			}
 			return dis.Stats()
 		},
-		Jobs:     func() []*collector.Job { return a.jobs },
+		Jobs:     a.jobs,
 		Spool:    a.spool,
 		Triggers: a.triggers,
 		Pending:  a.outbox.Pending,
@@ -368,7 +409,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	dis = dissect.New(dissect.Config{
 		Workers:           runtime.NumCPU(),
 		StreamRetainBytes: 1 << 20,
-		RetainSelected:    len(a.queries) > 1, // a second job may select a stream later
+		RetainSelected:    true, // a second job (or one added by SIGHUP) may select a stream later
 		Node:              dissect.Node{Name: cfg.Node.Name, IP: cfg.Node.IP},
 		Logger:            a.log,
 		OnEntry:           a.onEntry,
@@ -388,7 +429,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			case <-tickCtx.Done():
 				return
 			case now := <-t.C:
-				for _, j := range a.jobs {
+				for _, j := range a.jobs() {
 					j.Tick(now)
 				}
 				if n++; n%20 == 0 {
@@ -401,6 +442,14 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		<-ctx.Done()
 		a.log.Info("stopping: detaching, then sealing open repositories", "grace", grace)
 		live.Stop()
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			a.reload(live, triggersOn)
+		}
 	}()
 
 	// Tick after every batch hands the workers what Feed has buffered (so
@@ -445,6 +494,62 @@ feed:
 	return errors.Join(readErr, a.shutdown(live, dis, stopOutbox, outboxDone, grace))
 }
 
+// reload re-reads the configuration file (SIGHUP) and swaps the jobs
+// without reattaching anything: a job whose query is unchanged keeps its
+// open repository, a changed or removed one seals it, and the kernel
+// prefilter follows the new queries. A configuration that does not load
+// or compile leaves everything as it was.
+func (a *agent) reload(live *collector.Live, triggersOn bool) {
+	if a.cfgPath == "" {
+		a.log.Warn("SIGHUP: nothing to reload (no --config file, or --kfl given)")
+		return
+	}
+	cfg, err := config.Load(a.cfgPath)
+	if err == nil {
+		err = kfl.ValidateMacros(cfg.KFL.Macros)
+	}
+	var qs []*kfl.Query
+	if err == nil {
+		qs, err = compileJobs(cfg)
+	}
+	if err != nil {
+		a.log.Error("SIGHUP: configuration not reloaded, the running jobs stay", "err", err)
+		return
+	}
+	if fmt.Sprint(cfg.Capture, cfg.Spool, cfg.Local, cfg.API, cfg.Metrics) != fmt.Sprint(a.cfg.Capture, a.cfg.Spool, a.cfg.Local, a.cfg.API, a.cfg.Metrics) {
+		a.log.Warn("SIGHUP: capture, spool, local, api and metrics settings take effect at the next start")
+	}
+	old := a.set.Load()
+	a.cfg.KflPcapS3 = cfg.KflPcapS3
+	a.cfg.KFL = cfg.KFL
+	next := &jobSet{queries: qs}
+	kept := map[*collector.Job]bool{}
+	for i := range qs {
+		src := cfg.KflPcapS3.KflArr[i]
+		if i < len(old.jobs) && old.jobs[i].Query == src {
+			next.jobs = append(next.jobs, old.jobs[i])
+			kept[old.jobs[i]] = true
+			continue
+		}
+		next.jobs = append(next.jobs, a.newJob(i, src))
+	}
+	a.set.Store(next)
+	for _, j := range old.jobs {
+		if !kept[j] {
+			go j.Retire()
+		}
+	}
+	pf := kfl.Pushdown(qs...)
+	prefilter := bpf.Prefilter{}
+	if !pf.All && !triggersOn && len(qs) > 0 {
+		prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
+	}
+	if err := live.Objects().SetPrefilter(prefilter); err != nil {
+		a.log.Error("SIGHUP: update the kernel prefilter", "err", err)
+	}
+	a.log.Info("reloaded", "jobs", len(next.jobs), "kept", len(kept), "prefilter", !prefilter.Empty())
+}
+
 // onEntry learns names from DNS answers and selects the entry's stream for
 // every job whose query matches.
 func (a *agent) onEntry(e *dissect.Entry, s dissect.StreamRef) {
@@ -456,9 +561,10 @@ func (a *agent) onEntry(e *dissect.Entry, s dissect.StreamRef) {
 			}
 		}
 	}
-	for i, q := range a.queries {
+	set := a.set.Load()
+	for i, q := range set.queries {
 		if q.Match(e) {
-			s.Select(a.jobs[i])
+			s.Select(set.jobs[i])
 		}
 	}
 }
@@ -474,7 +580,7 @@ func (a *agent) content() map[string]any {
 // shutdown seals open repositories and gives the outbox the grace period
 // to deliver; what is not delivered stays in the spool for the next start.
 func (a *agent) shutdown(live *collector.Live, dis *dissect.Dissector, stopOutbox context.CancelFunc, outboxDone chan struct{}, grace time.Duration) error {
-	for _, j := range a.jobs {
+	for _, j := range a.jobs() {
 		j.Flush()
 	}
 	stopOutbox()
