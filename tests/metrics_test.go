@@ -75,6 +75,13 @@ func TestAgentMetrics(t *testing.T) {
 	if out, err := netnstest.Output(p.A, "sh", "-c", "promtool check metrics < "+exp); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
+	// kflcap status shows the same picture.
+	status := netnstest.Exec(t, p.A, kflcapBin, "status")
+	for _, want := range []string{p.IfA, "tcx", "http and response.status == 500", "dns", "outbox: 0 waiting"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("kflcap status lacks %q:\n%s", want, status)
+		}
+	}
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
 		if out := netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750"+path); strings.TrimSpace(out) != want {
 			t.Errorf("%s answered %q", path, out)

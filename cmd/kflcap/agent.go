@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -399,7 +400,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 				return errors.New("no interface attached")
 			}
 			return nil
-		})
+		}, func() agentStatus { return a.status(live, dis) })
 		if err != nil {
 			live.Close()
 			return usageErrorf("config: metrics.listen: %v", err)
@@ -605,7 +606,7 @@ func (a *agent) shutdown(live *collector.Live, dis *dissect.Dissector, stopOutbo
 
 // serveMetrics serves /metrics (Prometheus), /healthz (the process is
 // alive) and /readyz (capture attached and reading) on addr.
-func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() error) (*http.Server, error) {
+func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() error, status func() agentStatus) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
@@ -618,6 +619,12 @@ func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() err
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(status())
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -626,4 +633,72 @@ func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() err
 	go srv.Serve(ln)
 	a.log.Info("serving metrics", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// agentStatus is what /status serves and `kflcap status` prints.
+type agentStatus struct {
+	Version    string            `json:"version"`
+	Node       config.Node       `json:"node"`
+	Interfaces []ifaceStatus     `json:"interfaces"`
+	Drops      map[string]uint64 `json:"userspace_drops"`
+	Streams    uint64            `json:"active_streams"`
+	Jobs       []jobStatus       `json:"jobs"`
+	Triggers   []trigger.Status  `json:"triggered_captures"`
+	Outbox     int               `json:"outbox_pending"`
+	SpoolBytes int64             `json:"spool_bytes"`
+	SpoolLimit int64             `json:"spool_limit_bytes"`
+	Lookback   int               `json:"lookback_packets"`
+}
+
+type ifaceStatus struct {
+	Name    string       `json:"name"`
+	Index   int          `json:"ifindex"`
+	Backend string       `json:"backend"`
+	In      bpf.Counters `json:"ingress"`
+	Out     bpf.Counters `json:"egress"`
+}
+
+type jobStatus struct {
+	Index        int    `json:"kfl_index"`
+	Query        string `json:"kfl_query"`
+	OpenStreams  int    `json:"open_streams"`
+	OpenBytes    int64  `json:"open_bytes"`
+	Selected     uint64 `json:"streams_selected"`
+	Sealed       uint64 `json:"repositories_sealed"`
+	SealFailures uint64 `json:"seal_failures"`
+}
+
+func (a *agent) status(live *collector.Live, dis *dissect.Dissector) agentStatus {
+	st := agentStatus{Version: version, Node: a.cfg.Node, Drops: map[string]uint64{}}
+	counters, _ := live.Counters()
+	for _, at := range live.Attachments() {
+		st.Interfaces = append(st.Interfaces, ifaceStatus{
+			Name: at.Iface.Name, Index: at.Iface.Index, Backend: string(at.Backend),
+			In: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: bpf.Ingress}], Out: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: bpf.Egress}],
+		})
+	}
+	st.Drops["malformed_record"] = live.Stages.Malformed.Load()
+	st.Drops["spool_full"] = a.spool.Refused.Load()
+	if dis != nil {
+		ds := dis.Stats()
+		st.Streams = ds.ActiveStreams
+		st.Drops["stream_table_full"] = ds.StreamsEvicted
+		st.Drops["retain_overflow"] = ds.RetainOverflow
+	}
+	for _, j := range a.jobs() {
+		n, b := j.Open()
+		st.Jobs = append(st.Jobs, jobStatus{Index: j.Index, Query: j.Query, OpenStreams: n, OpenBytes: b,
+			Selected: j.Selected.Load(), Sealed: j.Sealed.Load(), SealFailures: j.SealFailures.Load()})
+	}
+	for _, t := range a.triggers.List() {
+		if t.State == trigger.StateRunning || t.State == trigger.StateSealing {
+			st.Triggers = append(st.Triggers, t)
+		}
+	}
+	st.Outbox = a.outbox.Pending()
+	st.SpoolBytes, st.SpoolLimit = a.spool.Used(), a.spool.MaxBytes
+	if a.lookback != nil {
+		st.Lookback = a.lookback.Len()
+	}
+	return st
 }
