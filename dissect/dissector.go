@@ -147,6 +147,7 @@ type Stats struct {
 	EntriesDNS      uint64
 	EntriesTLS      uint64
 	EntriesL4       uint64
+	EntriesRedis    uint64
 }
 
 // Dissector turns packets into streams and entries. Create it with New, feed

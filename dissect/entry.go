@@ -24,6 +24,8 @@ type Entry struct {
 	HTTP *HTTP `json:"-"`
 	DNS  *DNS  `json:"-"`
 	TLS  *TLS  `json:"-"`
+	// Redis is a command and its reply.
+	Redis *Redis `json:"-"`
 
 	// L4 is the stream's L3/L4 summary at the time the entry was made. It is
 	// set on every entry (L7 ones too) so that queries can use counters and

@@ -51,7 +51,9 @@ func (h Headers) Map() map[string]string {
 func kvMap(kvs []KeyValue) map[string]string { return Headers(kvs).Map() }
 
 // IsL7 reports whether a dissector recognised the entry's protocol.
-func (e *Entry) IsL7() bool { return e.HTTP != nil || e.DNS != nil || e.TLS != nil }
+func (e *Entry) IsL7() bool {
+	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil
+}
 
 // Request returns the Kubeshark-shaped "request" object of the entry (nil for
 // L4 entries). It is what `read --json` prints under "request".
@@ -86,6 +88,14 @@ func (e *Entry) Request() map[string]any {
 			"serverName": e.TLS.ServerName,
 			"versions":   nonNilS(e.TLS.OfferedVersions),
 			"alpn":       nonNilS(e.TLS.ALPN),
+		}
+	case e.Redis != nil:
+		r := &e.Redis.Request
+		return map[string]any{
+			"command":  r.Command,
+			"key":      r.Key,
+			"args":     nonNilS(r.Args),
+			"argCount": r.ArgCount,
 		}
 	}
 	return nil
@@ -123,6 +133,14 @@ func (e *Entry) Response() map[string]any {
 			"version":     e.TLS.NegotiatedVersion,
 			"alpn":        e.TLS.NegotiatedALPN,
 			"cipherSuite": e.TLS.CipherSuite,
+		}
+	case e.Redis != nil && e.Redis.HasResponse:
+		r := &e.Redis.Response
+		return map[string]any{
+			"type":  r.Type,
+			"value": r.Value,
+			"count": r.Count,
+			"error": r.Error,
 		}
 	}
 	return nil

@@ -17,7 +17,7 @@ import (
 )
 
 // seedFiles are the captures the netns tests made (see helpers_test.go).
-var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap"}
+var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap"}
 
 // seedPayloads returns the TCP (client, server) byte streams and UDP
 // payloads of the seed captures, for the dissector fuzzers.
@@ -256,6 +256,26 @@ func FuzzReadPackets(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := New(Config{MaxStreams: 64})
 		ReadPackets(context.Background(), bufio.NewReaderSize(bytes.NewReader(data), 4096), d.Feed)
+		d.Close()
+	})
+}
+
+// FuzzRedis drives the RESP parser and command/reply pairing: the client's
+// bytes start with a command so that the stream is detected as Redis.
+func FuzzRedis(f *testing.F) {
+	tcp, _ := seedPayloads(f)
+	for _, s := range tcp {
+		// Small seeds: the fuzzer minimises interesting inputs, which takes
+		// minutes for the 100 kB value of the capture.
+		if looksRedis(s[0]) && len(s[0]) < 4096 && len(s[1]) < 4096 {
+			f.Add(s[0], s[1], 1460)
+			f.Add(s[0], s[1], 5)
+		}
+	}
+	f.Add([]byte("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\nPING\r\n"), []byte("%1\r\n+a\r\n*-1\r\n|1\r\n+k\r\n:1\r\n>2\r\n$1\r\nx\r\n_\r\n+PONG\r\n"), 3)
+	f.Fuzz(func(t *testing.T, client, server []byte, seg int) {
+		d := New(Config{})
+		feedConversation(d, 6379, append([]byte("*1\r\n$4\r\nPING\r\n"), client...), server, seg%2000)
 		d.Close()
 	})
 }

@@ -65,8 +65,15 @@ func dissectFile(t testing.TB, path string, cfg dissect.Config) ([]*dissect.Entr
 // fields separated by '|' and multiple values within a field by ','.
 func tshark(t testing.TB, path, filter string, fields ...string) [][]string {
 	t.Helper()
+	return tsharkAgg(t, path, filter, ",", fields...)
+}
+
+// tsharkAgg is tshark with another separator of multiple values, for
+// values that may hold commas.
+func tsharkAgg(t testing.TB, path, filter, agg string, fields ...string) [][]string {
+	t.Helper()
 	netnstest.RequireTool(t, "tshark")
-	args := []string{"-n", "-r", path, "-Y", filter, "-T", "fields", "-E", "separator=|", "-E", "aggregator=,", "-E", "occurrence=a",
+	args := []string{"-n", "-r", path, "-Y", filter, "-T", "fields", "-E", "separator=|", "-E", "aggregator=" + agg, "-E", "occurrence=a",
 		// Decode HTTP on the test ports, as kflcap does by content.
 		"-d", "tcp.port==8080,http", "-d", "tcp.port==8443,tls", "-d", "udp.port==5353,dns"}
 	for _, f := range fields {

@@ -96,3 +96,27 @@ type TLS struct {
 	NegotiatedALPN    string
 	CipherSuite       string
 }
+
+// Redis is a Redis command and its reply (HasResponse false when the reply
+// was not seen).
+type Redis struct {
+	Request     RedisRequest
+	Response    RedisReply
+	HasResponse bool
+}
+
+// RedisRequest is one command.
+type RedisRequest struct {
+	Command  string   // upper-cased first word: "GET", "SET", …
+	Key      string   // first argument of commands that take a key; "" otherwise
+	Args     []string // arguments after the command (key included), bounded in number and length; passwords redacted
+	ArgCount int      // words in the command, the command included
+}
+
+// RedisReply is the reply to a command.
+type RedisReply struct {
+	Type  string // "simple string", "error", "integer", "bulk string", "array", "null", "map", …
+	Value string // scalar value, or the first elements of an aggregate joined by " "; bounded
+	Count int    // elements of an aggregate (-1 for a null array)
+	Error bool   // an error or bulk error reply
+}

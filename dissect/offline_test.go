@@ -14,4 +14,7 @@ func TestCommittedCapturesAgainstTshark(t *testing.T) {
 	diffSets(t, "HTTP", httpTuples(entries), tsharkHTTPTuples(t, "testdata/http.pcap"))
 	entries, _ = dissectFile(t, "testdata/dns.pcap", dissect.Config{})
 	diffSets(t, "DNS", dnsTuples(entries), tsharkDNSTuples(t, "testdata/dns.pcap"))
+	entries, _ = dissectFile(t, "testdata/redis.pcap", dissect.Config{})
+	diffSets(t, "Redis commands", redisCommands(entries), tsharkRedisCommands(t, "testdata/redis.pcap"))
+	diffSets(t, "Redis replies", redisReplies(entries), tsharkRedisReplies(t, "testdata/redis.pcap"))
 }

@@ -99,7 +99,7 @@ type counters struct {
 	packets, bytes, decoded, other, fragments, malformed, unknownLink atomic.Uint64
 	streams, active, expired, evicted, retainOverflow                 atomic.Uint64
 	gaps, retrans, l7Errors, orphans                                  atomic.Uint64
-	entries, eHTTP, eDNS, eTLS, eL4                                   atomic.Uint64
+	entries, eHTTP, eDNS, eTLS, eL4, eRedis                           atomic.Uint64
 }
 
 func (c *counters) addTo(s *Stats) {
@@ -124,6 +124,7 @@ func (c *counters) addTo(s *Stats) {
 	s.EntriesDNS += c.eDNS.Load()
 	s.EntriesTLS += c.eTLS.Load()
 	s.EntriesL4 += c.eL4.Load()
+	s.EntriesRedis += c.eRedis.Load()
 }
 
 // shard owns a part of the stream table (by flow hash) and everything
@@ -407,6 +408,8 @@ func (sh *shard) emit(s *stream, e *Entry) {
 		sh.c.eDNS.Add(1)
 	case e.TLS != nil:
 		sh.c.eTLS.Add(1)
+	case e.Redis != nil:
+		sh.c.eRedis.Add(1)
 	default:
 		sh.c.eL4.Add(1)
 	}

@@ -259,6 +259,8 @@ func (sh *shard) detect(s *stream, dir int, b []byte) {
 		s.app = newTLSApp()
 	case isTCP && looksHTTP(b):
 		s.app = newHTTPApp()
+	case isTCP && looksRedis(b):
+		s.app = newRedisApp(s)
 	case isTCP && looksDNSTCP(b, port53):
 		s.app = newDNSApp(true)
 	case !isTCP && looksDNS(b, port53):

@@ -151,6 +151,22 @@ func fixtures() map[string]*dissect.Entry {
 			Node:     node1, Timestamp: at(9), Stream: "000000000011_tcp.pcap", StreamID: 11, Outgoing: true,
 			L4: &dissect.L4Stream{FirstSeen: at(9), LastSeen: at(70), PacketsUp: 10, PacketsDown: 8, BytesUp: 1200, BytesDown: 64000, SYN: true, RST: true},
 		},
+		"redis": {
+			Protocol: dissect.Protocol{Name: "redis", Abbr: "REDIS", Version: "2", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41002, "", ""),
+			Dst:      ep("10.0.3.3", 6379, "", ""),
+			Node:     node1, Timestamp: at(11), ElapsedTime: 1, Stream: "000000000013_tcp.pcap", StreamID: 13,
+			Redis: &dissect.Redis{Request: dissect.RedisRequest{Command: "GET", Key: "user:1", Args: []string{"user:1"}, ArgCount: 2},
+				Response: dissect.RedisReply{Type: "bulk string", Value: "alice"}, HasResponse: true},
+		},
+		"redis2": {
+			Protocol: dissect.Protocol{Name: "redis", Abbr: "REDIS", Version: "2", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41003, "", ""),
+			Dst:      ep("10.0.3.3", 6379, "", ""),
+			Node:     node1, Timestamp: at(12), Stream: "000000000014_tcp.pcap", StreamID: 14,
+			Redis: &dissect.Redis{Request: dissect.RedisRequest{Command: "INCR", Key: "user:1", Args: []string{"user:1"}, ArgCount: 2},
+				Response: dissect.RedisReply{Type: "error", Value: "ERR value is not an integer or out of range", Error: true}, HasResponse: true},
+		},
 		"udp": {
 			Protocol: dissect.Protocol{Name: "udp", Abbr: "UDP", Layer4: "udp"},
 			Src:      ep("10.0.0.9", 5000, "", ""),
@@ -180,7 +196,7 @@ func fixtureSlice() []*dissect.Entry {
 
 // check that the fixtures compile against the current model.
 func TestFixtures(t *testing.T) {
-	if len(fixtures()) != 12 {
+	if len(fixtures()) != 14 {
 		t.Fatal("fixtures changed")
 	}
 }

@@ -507,6 +507,50 @@ func init() {
 	})
 	strField("response.alpn", t, "ALPN protocol the server chose", tlsStr(func(t *dissect.TLS) string { return t.NegotiatedALPN }))
 	strField("response.cipherSuite", t, "cipher suite the server chose", tlsStr(func(t *dissect.TLS) string { return t.CipherSuite }))
+
+	redisFields()
+}
+
+func redisFields() {
+	const r = "redis"
+	req := func(f func(q *dissect.RedisRequest) string, present bool) func(e *dissect.Entry) (string, bool) {
+		return func(e *dissect.Entry) (string, bool) {
+			if e.Redis == nil {
+				return "", false
+			}
+			v := f(&e.Redis.Request)
+			return v, present || v != ""
+		}
+	}
+	rep := func(f func(a *dissect.RedisReply) string) func(e *dissect.Entry) (string, bool) {
+		return func(e *dissect.Entry) (string, bool) {
+			if e.Redis == nil || !e.Redis.HasResponse {
+				return "", false
+			}
+			return f(&e.Redis.Response), true
+		}
+	}
+	strField("request.command", r, `command, upper-cased: "GET", "SET", "HGETALL", …`,
+		req(func(q *dissect.RedisRequest) string { return q.Command }, true))
+	strField("request.key", r, "the command's key; missing for commands without one (PING, AUTH, …)",
+		req(func(q *dissect.RedisRequest) string { return q.Key }, false))
+	stringList("request.args[]", r, "arguments after the command, key included (at most 16, each at most 256 bytes; passwords redacted)",
+		func(e *dissect.Entry) []string {
+			if e.Redis == nil {
+				return nil
+			}
+			return e.Redis.Request.Args
+		})
+	strField("response.type", r, `reply type: "simple string", "error", "integer", "bulk string", "array", "null", "map", …`,
+		rep(func(a *dissect.RedisReply) string { return a.Type }))
+	strField("response.value", r, "scalar reply, or an aggregate's first elements joined by spaces (at most 256 bytes)",
+		rep(func(a *dissect.RedisReply) string { return a.Value }))
+	boolField("response.error", r, "the reply is an error", func(e *dissect.Entry) (bool, bool) {
+		if e.Redis == nil || !e.Redis.HasResponse {
+			return false, false
+		}
+		return e.Redis.Response.Error, true
+	})
 }
 
 // protocolWords are the barewords that test an entry's protocol.

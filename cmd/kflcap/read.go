@@ -201,6 +201,17 @@ func formatEntry(e *dissect.Entry) string {
 		}
 	case e.TLS != nil:
 		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
+	case e.Redis != nil:
+		r := e.Redis
+		b.WriteString(" " + r.Request.Command)
+		if r.Request.Key != "" {
+			fmt.Fprintf(&b, " %q", r.Request.Key)
+		}
+		if r.HasResponse {
+			fmt.Fprintf(&b, " -> %s %q %dms", r.Response.Type, r.Response.Value, e.ElapsedTime)
+		} else {
+			b.WriteString(" (no reply)")
+		}
 	default:
 		if l := e.L4; l != nil {
 			fmt.Fprintf(&b, " packets=%d/%d bytes=%d/%d", l.PacketsUp, l.PacketsDown, l.BytesUp, l.BytesDown)
