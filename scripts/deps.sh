@@ -9,6 +9,7 @@ need=(
   ss:iproute2 ping:iputils-ping curl:curl dig:dnsutils nc:netcat-openbsd
   iperf3:iperf3 trafgen:netsniff-ng dnsmasq:dnsmasq openssl:openssl
   python3:python3 tar:tar gzip:gzip promtool:prometheus
+  redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
 )
 pkgs=()
 for pair in "${need[@]}"; do
