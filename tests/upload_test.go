@@ -105,9 +105,8 @@ func tail(s string, lines int) string {
 }
 
 type s3Object struct {
-	Key          string
-	Size         int64
-	LastModified string
+	Key  string
+	Size int64
 }
 
 // listBucket lists the bucket with the AWS CLI.
@@ -134,9 +133,9 @@ type progressEntry struct {
 // checkBucket downloads every archive in the bucket with the AWS CLI and
 // compares it byte for byte with the agent's local copy (keepLocal); it
 // checks that the progress log lists every archive exactly once, in the
-// order the agent delivered them (its local progress log's order). It
-// returns the number of archives.
-func checkBucket(t *testing.T, srv *miniotest.Server, dir string) int {
+// order the agents (in the order they ran) confirmed them. It returns the
+// number of archives.
+func checkBucket(t *testing.T, srv *miniotest.Server, dir string, agents ...*proc) int {
 	t.Helper()
 	local := filepath.Join(dir, "repos")
 	sealed, _ := filepath.Glob(filepath.Join(local, "*.tar.gz"))
@@ -206,21 +205,31 @@ func checkBucket(t *testing.T, srv *miniotest.Server, dir string) int {
 	if len(s3Log) != len(sealed) {
 		t.Errorf("progress log has %d entries for %d archives", len(s3Log), len(sealed))
 	}
-	// Upload order: the log's order is the order in which the objects
-	// were written (the outbox uploads one at a time, and logs after).
-	modified := map[string]time.Time{}
-	for _, o := range objs {
-		ts, err := time.Parse(time.RFC3339Nano, o.LastModified)
-		if err != nil {
-			t.Fatalf("LastModified %q: %v", o.LastModified, err)
+	// Upload order: the log's order is the order in which the agent
+	// confirmed the deliveries (its "delivered" lines), and times never
+	// go back.
+	var order []string
+	var last time.Time
+	for _, e := range s3Log {
+		order = append(order, e.File)
+		ts, _ := time.Parse("Mon, 02 Jan 2006 15:04:05 GMT", e.Time)
+		if ts.Before(last) {
+			t.Errorf("progress log time goes back at %s: %s", e.File, e.Time)
 		}
-		modified[strings.TrimPrefix(o.Key, keyPrefix+"/")] = ts
+		last = ts
 	}
-	for i := 1; i < len(s3Log); i++ {
-		a, b := s3Log[i-1].File, s3Log[i].File
-		if modified[b].Before(modified[a]) {
-			t.Errorf("progress log lists %s (written %v) before %s (written %v)", a, modified[a], b, modified[b])
+	var confirmed []string
+	for _, a := range agents {
+		for _, line := range strings.Split(a.Stderr(), "\n") {
+			if strings.Contains(line, "msg=delivered") && strings.Contains(line, "sink=s3") {
+				if _, rest, ok := strings.Cut(line, "archive="); ok {
+					confirmed = append(confirmed, strings.Fields(rest)[0])
+				}
+			}
 		}
+	}
+	if strings.Join(order, " ") != strings.Join(confirmed, " ") {
+		t.Errorf("progress log order differs from the order of deliveries:\n log:       %v\n delivered: %v", order, confirmed)
 	}
 	if len(localLog) != len(sealed) {
 		t.Errorf("local progress log has %d entries for %d archives", len(localLog), len(sealed))
@@ -251,20 +260,26 @@ func newUploadEnv(t *testing.T) (*netnstest.Pair, *miniotest.Server, string) {
 func TestUploadS3(t *testing.T) {
 	p, srv, dir := newUploadEnv(t)
 	srv.AWS(t, "s3", "mb", "s3://"+bucket)
-	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
+	// A stand-in for a Slack incoming webhook in A, writing each message's
+	// JSON on a line of its own.
+	hooks := filepath.Join(dir, "webhooks.jsonl")
+	netnstest.Start(t, p.A, "python3", "-c", slackHook, "18099", hooks)
+	netnstest.WaitListening(t, p.A, "tcp", 18099)
+	const hookURL = "http://127.0.0.1:18099/services/T0/B0/hook-secret"
+	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, "  slackWebhook: "+hookURL+"\n"))
 
 	out, _, code := runKflcap(t, "agent", "--config", cfg, "--print-config")
 	if code != 0 || !strings.Contains(out, "s3Bucket: "+bucket) {
 		t.Fatalf("--print-config exit %d:\n%s", code, out)
 	}
-	noSecretIn(t, "--print-config", out, miniotest.SecretKey)
+	noSecretIn(t, "--print-config", out, miniotest.SecretKey, hookURL)
 
 	agent := startAgentOnly(t, p, cfg)
 	stop := traffic(p, 150*time.Millisecond)
 	time.Sleep(7 * time.Second)
 	stop()
 	stopAgent(t, agent)
-	n := checkBucket(t, srv, dir)
+	n := checkBucket(t, srv, dir, agent)
 	t.Logf("%d archives uploaded and verified", n)
 	if n < 3 {
 		t.Errorf("only %d archives in 7 s with maxDuration 2s", n)
@@ -276,12 +291,47 @@ func TestUploadS3(t *testing.T) {
 	if !strings.Contains(head, `"kfl-index"`) || !strings.Contains(head, `"kfl-query"`) {
 		t.Errorf("head-object %s: no kfl metadata:\n%s", objs[0].Key, head)
 	}
-	noSecretIn(t, "the agent's log", agent.Stderr(), miniotest.SecretKey)
+	noSecretIn(t, "the agent's log", agent.Stderr(), miniotest.SecretKey, "hook-secret")
 	for _, r := range readRepos(t, filepath.Join(dir, "repos")) {
 		b, _ := os.ReadFile(r.files["content.json"])
-		noSecretIn(t, r.name+" content.json", string(b), miniotest.SecretKey, miniotest.AccessKey)
+		noSecretIn(t, r.name+" content.json", string(b), miniotest.SecretKey, miniotest.AccessKey, "hook-secret")
+	}
+
+	// One Slack message per uploaded archive, naming its s3_url.
+	b, _ := os.ReadFile(hooks)
+	texts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m struct{ Text string }
+		if line == "" || json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		for _, o := range objs {
+			if strings.HasSuffix(o.Key, ".tar.gz") && strings.Contains(m.Text, srv.Endpoint+"/"+bucket+"/"+o.Key) {
+				texts[o.Key]++
+			}
+		}
+	}
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, ".tar.gz") && texts[o.Key] != 1 {
+			t.Errorf("%s announced %d times on Slack", o.Key, texts[o.Key])
+		}
 	}
 }
+
+// slackHook is a stand-in incoming webhook: python3 -c slackHook PORT FILE.
+const slackHook = `
+import http.server, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(out, "ab") as f:
+            f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+`
 
 // MinIO down for 30 s in the middle of a run: archives wait and then
 // arrive exactly once; the progress log neither loses nor repeats one.
@@ -312,7 +362,7 @@ func TestUploadS3Outage(t *testing.T) {
 	// failures): wait for it rather than for the shutdown's grace.
 	waitOutboxEmpty(t, dir, 100*time.Second, agent)
 	stopAgent(t, agent)
-	n := checkBucket(t, srv, dir)
+	n := checkBucket(t, srv, dir, agent)
 	t.Logf("%d archives in all, each exactly once", n)
 }
 
@@ -340,6 +390,7 @@ func TestUploadS3BadCredentials(t *testing.T) {
 	t.Logf("%d archives kept after failing with wrong credentials", len(kept))
 
 	writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
+	first := agent
 	agent = startAgentOnly(t, p, cfg)
 	waitOutboxEmpty(t, dir, 30*time.Second, agent)
 	stopAgent(t, agent)
@@ -348,7 +399,7 @@ func TestUploadS3BadCredentials(t *testing.T) {
 			t.Errorf("%s was not delivered after the fix", filepath.Base(k))
 		}
 	}
-	checkBucket(t, srv, dir)
+	checkBucket(t, srv, dir, first, agent)
 }
 
 // A missing bucket: a clear error and no bucket, unless createBucket: true.
@@ -373,9 +424,10 @@ func TestUploadS3MissingBucket(t *testing.T) {
 	}
 
 	writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, "  createBucket: true\n"))
+	first := agent
 	agent = startAgentOnly(t, p, cfg)
 	waitOutboxEmpty(t, dir, 30*time.Second, agent)
 	stopAgent(t, agent)
 	srv.AWS(t, "s3api", "head-bucket", "--bucket", bucket)
-	checkBucket(t, srv, dir)
+	checkBucket(t, srv, dir, first, agent)
 }
