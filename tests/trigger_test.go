@@ -286,3 +286,167 @@ triggers:
 		t.Errorf("the unrelated traffic did not flow (%d packets)", n)
 	}
 }
+
+// burstScript posts N alerts from 50 threads, paced to about 1,000 a
+// second: even ones are the same alert, odd ones name distinct remote IPs.
+// It prints {"codes": {status: count}, "errors": n, "seconds": s}.
+const burstScript = `
+import json, sys, threading, time, urllib.request, urllib.error
+tmpl = open(sys.argv[1]).read()
+n, token, remote = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+codes, errors, lock = {}, [0], threading.Lock()
+start = time.time()
+def worker(w):
+    for i in range(w, n, 50):
+        delay = start + i / 1000.0 - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        doc = tmpl if i % 2 == 0 else tmpl.replace(remote, "10.99.%d.%d" % (1 + i // 250, 1 + i % 250))
+        req = urllib.request.Request("http://127.0.0.1:9751/api/v1/alerts/falco", data=doc.encode(),
+            headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            code = urllib.request.urlopen(req, timeout=30).status
+        except urllib.error.HTTPError as e:
+            code = e.code
+        except Exception:
+            with lock:
+                errors[0] += 1
+            continue
+        with lock:
+            codes[code] = codes.get(code, 0) + 1
+threads = [threading.Thread(target=worker, args=(w,)) for w in range(50)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"codes": codes, "errors": errors[0], "seconds": time.time() - start}))
+`
+
+// TestTriggerAPIAndBurst: the capture API on a running agent (invalid KFL
+// answered with its position, DELETE seals early), then 1,000 alerts in
+// about a second: every one answered, identical ones folded into one
+// capture, distinct ones beyond the engine's cap refused with 429, and the
+// agent's memory bounded.
+func TestTriggerAPIAndBurst(t *testing.T) {
+	p := netnstest.NewPair(t)
+	netnstest.RequireTool(t, "python3", "curl")
+	netnstest.Start(t, p.B, "python3", "testdata/statusserver.py", p.IPB, "8080")
+	netnstest.WaitListening(t, p.B, "tcp", 8080)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`node: {name: test-node, ip: 10.99.0.1, cluster: e2e}
+capture: {interfaces: [any]}
+kflPcapS3: {kflArr: [dns], active: false}
+spool: {dir: %[1]s/spool}
+local: {dir: %[1]s/repos}
+api: {listen: "127.0.0.1:9751", token: %[2]s}
+triggers:
+  - name: burst
+    match: {rules: ["Redirect STDOUT/STDIN to Network Connection in Container"]}
+    duration: 3s
+    lookback: 1s
+`, dir, triggerToken)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	env := startAgent(t, p, dir, cfgPath)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", env.agent.Stderr())
+		}
+	})
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(body), 0o644)
+		return path
+	}
+
+	// Invalid KFL: 400 with the position.
+	code, body := apiCall(t, p.A, "POST", "/api/v1/captures", triggerToken, write("bad.json", `{"kfl": "http and response.stauts == 500"}`))
+	pos, _ := body["position"].(map[string]any)
+	if code != 400 || pos["col"] != float64(10) || !strings.Contains(fmt.Sprint(body["error"]), "response.stauts") {
+		t.Errorf("invalid kfl: %d %v", code, body)
+	}
+	// A long capture, stopped early by DELETE, seals what it has.
+	code, body = apiCall(t, p.A, "POST", "/api/v1/captures", triggerToken, write("good.json",
+		fmt.Sprintf(`{"kfl": "dst.ip == \"%s\" or src.ip == \"%s\"", "duration": "10m", "lookback": "2s", "name": "api-e2e", "labels": {"ticket": "SEC-1"}}`, p.IPB, p.IPB)))
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, body)
+	}
+	id := body["id"].(string)
+	for range 3 {
+		netnstest.Exec(t, p.A, "curl", "-sS", "-o", "/dev/null", "http://"+p.IPB+":8080/status/200")
+	}
+	time.Sleep(500 * time.Millisecond)
+	stopped := time.Now()
+	code, body = apiCall(t, p.A, "DELETE", "/api/v1/captures/"+id, triggerToken, "")
+	if code != 200 {
+		t.Fatalf("delete: %d %v", code, body)
+	}
+	var st map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, st = apiCall(t, p.A, "GET", "/api/v1/captures/"+id, triggerToken, "")
+		if st["state"] == "sealed" || st["state"] == "empty" || st["state"] == "failed" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st["state"] != "sealed" || st["streams"] != float64(3) || !strings.HasPrefix(fmt.Sprint(st["repository"]), "trigger_api-e2e_") {
+		t.Errorf("after DELETE: %v", st)
+	}
+	t.Logf("DELETE to sealed: %s", time.Since(stopped).Round(time.Millisecond))
+	if code, _ := apiCall(t, p.A, "GET", "/api/v1/captures/nosuch", triggerToken, ""); code != 404 {
+		t.Errorf("unknown id: %d", code)
+	}
+
+	// The burst.
+	pid := agentPID(t, env)
+	rss0 := vmRSS(t, pid)
+	alert := alertFile(t, dir, "falco_redirect_stdout_network.json", p, time.Now())
+	out := netnstest.Exec(t, p.A, "python3", write("burst.py", burstScript), alert, "1000", triggerToken, p.IPB)
+	var res struct {
+		Codes   map[string]int `json:"codes"`
+		Errors  int            `json:"errors"`
+		Seconds float64        `json:"seconds"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]), &res); err != nil {
+		t.Fatalf("burst output: %v\n%s", err, out)
+	}
+	rss1 := vmRSS(t, pid)
+	t.Logf("1,000 alerts in %.2f s: %v, %d unanswered; agent RSS %d → %d MiB", res.Seconds, res.Codes, res.Errors, rss0>>20, rss1>>20)
+	total := res.Codes["201"] + res.Codes["202"] + res.Codes["429"]
+	if res.Errors != 0 || total != 1000 {
+		t.Errorf("answers: %v, %d without an answer", res.Codes, res.Errors)
+	}
+	if n := res.Codes["201"]; n < 1 || n > 4 { // the engine's default cap is 4
+		t.Errorf("%d captures started", n)
+	}
+	if res.Codes["202"] < 499 {
+		t.Errorf("only %d duplicates of the 500 identical alerts", res.Codes["202"])
+	}
+	if rss1-rss0 > 64<<20 {
+		t.Errorf("agent RSS grew by %d MiB in the burst", (rss1-rss0)>>20)
+	}
+	// Still serving, and the burst's captures end (empty: no traffic).
+	code, body = apiCall(t, p.A, "GET", "/api/v1/captures", triggerToken, "")
+	if code != 200 || len(body["captures"].([]any)) < 2 {
+		t.Errorf("list after the burst: %d %v", code, body)
+	}
+}
+
+// agentPID is the agent's pid: ip netns exec execs the binary in place.
+func agentPID(t *testing.T, env *agentEnv) int {
+	t.Helper()
+	return env.agent.cmd.Process.Pid
+}
+
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n << 10
+		}
+	}
+	t.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
