@@ -22,6 +22,7 @@ type MetricsSources struct {
 	Triggers *Triggers
 	Pending  func() int // archives waiting in the outbox
 	Attached func() int // interfaces the programs are attached to
+	Dedup    *Dedup
 	Lookback *Lookback
 }
 
@@ -41,7 +42,7 @@ type Metrics struct {
 	jobStreams, sealed, sealFailed, uploadsDesc, spoolBytes        *prometheus.Desc
 	spoolLimit, pending, triggered, triggerRejected, triggerActive *prometheus.Desc
 	lookbackPackets, lookbackBytes, lookbackEvicted                *prometheus.Desc
-	attached                                                       *prometheus.Desc
+	attached, duplicates                                           *prometheus.Desc
 }
 
 const ns = "kflcap"
@@ -84,6 +85,7 @@ func NewMetrics(src MetricsSources) *Metrics {
 		lookbackBytes:   d("lookback_capacity_bytes", "Size of the lookback ring."),
 		lookbackEvicted: d("lookback_evicted_total", "Packets pushed out of the lookback ring by newer ones."),
 		attached:        d("attached_interfaces", "Interfaces the capture programs are attached to."),
+		duplicates:      d("duplicate_packets_total", "Packets seen again on another captured interface, kept once."),
 	}
 }
 
@@ -106,7 +108,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.seen, m.prefiltered, m.captured, m.ringDrops, m.copyErrors, m.bytesSeen,
 		m.userDrops, m.activeStreams, m.streams, m.entries, m.malformed, m.jobStreams, m.sealed, m.sealFailed,
 		m.uploadsDesc, m.spoolBytes, m.spoolLimit, m.pending, m.triggered, m.triggerRejected, m.triggerActive,
-		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached} {
+		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached, m.duplicates} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -188,6 +190,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Attached != nil {
 		g(m.attached, float64(s.Attached()))
+	}
+	if s.Dedup != nil {
+		c(m.duplicates, float64(s.Dedup.Duplicates.Load()))
 	}
 	if s.Lookback != nil {
 		s.Lookback.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -589,5 +590,60 @@ func TestAgentReload(t *testing.T) {
 	repos := readRepos(t, env.local)
 	if len(repos) != 1 || repos[0].content["kfl_query"] != "dns" || len(repos[0].streams()) != 3 {
 		t.Fatalf("want one repository of job 0 (dns) with the 3 flows after the reload, got %d", len(repos))
+	}
+}
+
+// A routed packet crosses two captured interfaces of the agent's
+// namespace; it enters its stream once, and the second sighting is counted.
+func TestAgentDuplicatesAcrossInterfaces(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	// Namespace C reaches B through A, which routes: every DNS packet
+	// crosses A's interface to C and A's interface to B.
+	c := p.A[:len(p.A)-2] + "-c"
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", c).Run() })
+	for _, args := range [][]string{
+		{"netns", "add", c},
+		{"link", "add", "kfr" + c[5:11], "netns", p.A, "type", "veth", "peer", "name", "kfc", "netns", c},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	rIf := "kfr" + c[5:11]
+	netnstest.Exec(t, p.A, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	netnstest.Exec(t, p.A, "ip", "addr", "add", "10.98.0.1/30", "dev", rIf)
+	netnstest.Exec(t, p.A, "ip", "link", "set", rIf, "up")
+	netnstest.Exec(t, c, "ip", "addr", "add", "10.98.0.2/30", "dev", "kfc")
+	netnstest.Exec(t, c, "ip", "link", "set", "kfc", "up")
+	netnstest.Exec(t, c, "ip", "link", "set", "lo", "up")
+	netnstest.Exec(t, c, "ip", "route", "add", "default", "via", "10.98.0.1")
+	netnstest.Exec(t, p.B, "ip", "route", "add", "10.98.0.0/30", "via", p.IPA)
+
+	dir := t.TempDir()
+	cfg := writeAgentConfig(t, dir, "  maxMinutes: 60")
+	env := startAgent(t, p, dir, cfg)
+	for i := range 3 {
+		netnstest.Exec(t, c, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("r%d.shop.example.test", i))
+	}
+	time.Sleep(300 * time.Millisecond)
+	metrics := netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
+	dups := metricValue(t, metrics, "kflcap_duplicate_packets_total")
+	env.stop(t)
+	if dups != 6 {
+		t.Errorf("%v duplicates counted, want 6 (3 queries and 3 answers, each seen on both interfaces)", dups)
+	}
+	total := 0
+	for _, r := range readRepos(t, env.local) {
+		for _, s := range r.streams() {
+			n := strings.Count(tshark(t, "-r", r.files[s], "-T", "fields", "-e", "frame.number"), "\n")
+			if n != 2 {
+				t.Errorf("%s %s holds %d packets, want the query and its answer once each", r.name, s, n)
+			}
+			total++
+		}
+	}
+	if total != 3 {
+		t.Errorf("%d DNS streams kept, want 3", total)
 	}
 }

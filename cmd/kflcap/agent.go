@@ -341,7 +341,9 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			},
 		},
 	}
+	dedup := collector.NewDedup(int64(50*time.Millisecond), 16)
 	metrics := collector.NewMetrics(collector.MetricsSources{
+		Dedup:    dedup,
 		Kernel:   live.Counters,
 		IfName:   func(i int) string { ifc, _ := live.Iface(i); return ifc.Name },
 		Attached: func() int { return len(live.Attachments()) },
@@ -467,8 +469,14 @@ feed:
 			}
 			for i := range b.Packets {
 				p := &b.Packets[i]
+				lt := linkType(p.Ifindex)
+				// A packet crossing two captured interfaces (a veth pair's ends,
+				// a pod's veth and the uplink) enters the streams once.
+				if dedup.Seen(lt, p.Data, p.Ifindex, p.UnixNano) {
+					continue
+				}
 				dp := dissect.Packet{
-					Timestamp: time.Unix(0, p.UnixNano), LinkType: linkType(p.Ifindex),
+					Timestamp: time.Unix(0, p.UnixNano), LinkType: lt,
 					Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
 				}
 				if a.lookback != nil {
