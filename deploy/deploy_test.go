@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -126,5 +128,41 @@ func TestDaemonSet(t *testing.T) {
 				t.Errorf("RBAC grants %v: read-only is enough", v)
 			}
 		}
+	}
+}
+
+// The Grafana dashboard is valid JSON and every kflcap metric it queries
+// is one the agent exposes (docs/metrics.md lists them).
+func TestGrafanaDashboard(t *testing.T) {
+	b, err := os.ReadFile("grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile(`kflcap_[a-z_]+`)
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+				if !strings.Contains(string(doc), "`"+base+"`") {
+					t.Errorf("panel %q queries %s, which docs/metrics.md does not list", p.Title, m)
+				}
+			}
+		}
+	}
+	if len(dash.Panels) < 10 {
+		t.Errorf("only %d panels", len(dash.Panels))
 	}
 }
