@@ -37,9 +37,10 @@ type Config struct {
 	// 5 s; negative disables). DedupEntries bounds the table (default 4096).
 	DedupWindow  time.Duration
 	DedupEntries int
-	// MaxInFlight bounds the alert requests decoded at once (default 32);
-	// others wait for a slot up to 10 s, then get 503.
+	// MaxInFlight bounds the alert requests handled at once (default 32);
+	// others wait for a slot up to IntakeWait (default 10 s), then get 503.
 	MaxInFlight int
+	IntakeWait  time.Duration
 	// Rules are the trigger rules (ParseRules); nil means DefaultRule.
 	Rules []Rule
 	// Resolver finds pod IPs for the built-in target; may be nil.
@@ -62,6 +63,7 @@ type Counters struct {
 	AlertsDeduplicated uint64 // every capture it asked for already runs (202)
 	AlertsFailed       uint64 // a rule fired but no capture could start: template, query or engine error
 	AlertsRejected     uint64 // the engine's cap refused a capture (429)
+	AlertsBusy         uint64 // not read: the intake stayed saturated (503)
 	CapturesStarted    uint64 // by alerts
 	APICapturesStarted uint64 // by POST /api/v1/captures
 	AuthFailures       uint64 // 401s
@@ -69,7 +71,7 @@ type Counters struct {
 }
 
 type counters struct {
-	received, invalid, matched, unmatched, deduplicated, failed, rejected, started, apiStarted, authFailures atomic.Uint64
+	received, invalid, matched, unmatched, deduplicated, failed, rejected, busy, started, apiStarted, authFailures atomic.Uint64
 }
 
 // Server serves the capture API and the alert intake. It is an
@@ -111,6 +113,9 @@ func NewServer(caps Captures, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 32
+	}
+	if cfg.IntakeWait <= 0 {
+		cfg.IntakeWait = 10 * time.Second
 	}
 	if cfg.Rules == nil {
 		cfg.Rules = []Rule{DefaultRule()}
@@ -181,6 +186,7 @@ func (s *Server) Counters() Counters {
 		AlertsDeduplicated: s.c.deduplicated.Load(),
 		AlertsFailed:       s.c.failed.Load(),
 		AlertsRejected:     s.c.rejected.Load(),
+		AlertsBusy:         s.c.busy.Load(),
 		CapturesStarted:    s.c.started.Load(),
 		APICapturesStarted: s.c.apiStarted.Load(),
 		AuthFailures:       s.c.authFailures.Load(),
@@ -532,12 +538,12 @@ func (s *Server) intake(w http.ResponseWriter, r *http.Request) {
 	s.c.received.Add(1)
 	// Bound the alerts being read and decoded at once: a burst waits here
 	// instead of holding a body buffer per connection.
-	t := time.NewTimer(10 * time.Second)
+	t := time.NewTimer(s.cfg.IntakeWait)
 	select {
 	case s.inflight <- struct{}{}:
 		t.Stop()
 	case <-t.C:
-		s.c.failed.Add(1)
+		s.c.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "alert intake busy; try again")
 		return

@@ -695,3 +695,33 @@ func writeSelfSigned(t *testing.T, dir string) (string, string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return certFile, keyFile
 }
+
+// TestIntakeBusy: with every intake slot held by a slow engine, a further
+// alert is answered 503 after IntakeWait rather than queued without end.
+func TestIntakeBusy(t *testing.T) {
+	mem := newMem(10)
+	release := make(chan struct{})
+	mem.startFn = func() { <-release }
+	srv, err := NewServer(mem, Config{Token: testToken, MaxInFlight: 1, IntakeWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	first := make(chan answer, 1)
+	go func() { first <- postAlert(t, ts, readFixture(t, "falco_redirect_stdout_network.json")) }()
+	for mem.starts.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	a := postAlert(t, ts, readFixture(t, "falco_docs_write_below_binary_dir.json"))
+	if a.code != http.StatusServiceUnavailable || !strings.Contains(a.raw, "busy") {
+		t.Errorf("while saturated: %d %s", a.code, a.raw)
+	}
+	close(release)
+	if a := <-first; a.code != 201 {
+		t.Errorf("the slow alert: %d %s", a.code, a.raw)
+	}
+	if c := srv.Counters(); c.AlertsBusy != 1 || c.AlertsReceived != 2 || c.CapturesStarted != 1 {
+		t.Errorf("counters %+v", c)
+	}
+}
