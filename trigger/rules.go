@@ -57,10 +57,11 @@ type Rule struct {
 	Labels   map[string]string `yaml:"labels"`
 	Continue bool              `yaml:"continue"`
 
-	tmpl  *template.Template
-	prio  prioCond
-	tags  [][]string
-	conds [][]fieldCond
+	compiled bool
+	tmpl     *template.Template
+	prio     prioCond
+	tags     [][]string
+	conds    [][]fieldCond
 }
 
 // Match holds the conditions of a rule, Falco Talon style. Every condition
@@ -93,7 +94,9 @@ type PodResolver interface {
 // capture of that address's traffic for 30 s with 10 s of lookback. Alerts
 // with neither are acknowledged as unmatched.
 func DefaultRule() Rule {
-	return Rule{Name: "default", Duration: DefaultDuration, Lookback: DefaultLookback}
+	r := Rule{Name: "default", Duration: DefaultDuration, Lookback: DefaultLookback}
+	r.compile()
+	return r
 }
 
 // ParseRules decodes and checks the config's triggers: nodes. Errors name
@@ -296,9 +299,13 @@ func splitTrim(s, sep string) []string {
 	return out
 }
 
-// compile checks and compiles the conditions and the template of a rule
-// built in Go rather than decoded from YAML.
+// Compile checks and compiles the conditions and the template of a rule
+// built in Go rather than decoded from YAML (ParseRules and NewServer do it).
+// Matches and Spec need a compiled rule.
+func (r *Rule) Compile() error { return r.compile() }
+
 func (r *Rule) compile() error {
+	r.compiled = false
 	var err error
 	if r.prio, err = parsePrio(r.Match.Priority); err != nil {
 		return ferr("match.priority", "%v", err)
@@ -320,6 +327,7 @@ func (r *Rule) compile() error {
 		}
 		r.tmpl = t
 	}
+	r.compiled = true
 	return nil
 }
 
@@ -329,6 +337,9 @@ func (r *Rule) enabled() bool { return r.Enabled == nil || *r.Enabled }
 // Matches reports whether the alert satisfies every condition of the
 // rule's match.
 func (r *Rule) Matches(a *Alert) bool {
+	if !r.compiled {
+		return false
+	}
 	m := &r.Match
 	if len(m.Rules) > 0 && !contains(m.Rules, a.Rule) {
 		return false
@@ -532,6 +543,9 @@ func condsHold(all []fieldCond, a *Alert) bool {
 // means the rule cannot capture for this alert: a template that failed or
 // rendered an invalid query (a *kfl.Error inside), or no target.
 func (r *Rule) Spec(a *Alert, res PodResolver) (Spec, error) {
+	if !r.compiled {
+		return Spec{}, fmt.Errorf("trigger rule %q is not compiled (ParseRules, DefaultRule or Compile)", r.Name)
+	}
 	var q string
 	if r.tmpl == nil {
 		t, ok := Target(a, res)

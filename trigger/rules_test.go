@@ -318,3 +318,25 @@ func FuzzParseRules(f *testing.F) {
 		}
 	})
 }
+
+// A Rule built in Go is inert until compiled, rather than silently
+// ignoring its template and conditions.
+func TestUncompiledRule(t *testing.T) {
+	a := decodeFixture(t, "falco_redirect_stdout_network.json")
+	r := Rule{Name: "go", KFL: `tcp and {{ target }}`, Match: Match{Priority: ">= Critical"}, Duration: time.Second}
+	if r.Matches(a) {
+		t.Error("uncompiled rule matches")
+	}
+	if _, err := r.Spec(a, nil); err == nil || !strings.Contains(err.Error(), "not compiled") {
+		t.Errorf("uncompiled Spec: %v", err)
+	}
+	if err := r.Compile(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Matches(a) { // Notice is below Critical
+		t.Error("priority condition ignored")
+	}
+	if spec, err := r.Spec(a, nil); err != nil || !strings.HasPrefix(spec.KFL, "tcp and (") {
+		t.Errorf("compiled: %q %v", spec.KFL, err)
+	}
+}
