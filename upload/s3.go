@@ -256,6 +256,44 @@ func (s *S3Sink) upload(ctx context.Context, a Archive, key string) error {
 	return s.put(ctx, a, key, false)
 }
 
+// Check asks the store whether the bucket exists and the credentials are
+// good (HeadBucket), creating a missing bucket when CreateBucket is set.
+// The agent calls it at start so that a misconfiguration shows at once,
+// not at the first seal; it is advice only, archives wait either way.
+func (s *S3Sink) Check(ctx context.Context) error {
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.opts.Bucket})
+	if err == nil {
+		return nil
+	}
+	// HEAD answers have no body, hence no error code: name the status.
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			if s.opts.CreateBucket {
+				return s.createBucket(ctx)
+			}
+			return &S3Error{Op: "head bucket", Bucket: s.opts.Bucket, Reason: "missing bucket", Err: err}
+		case http.StatusForbidden:
+			return &S3Error{Op: "head bucket", Bucket: s.opts.Bucket, Reason: "access denied or bad credentials", Err: err}
+		}
+	}
+	return s.wrap("head bucket", "", err)
+}
+
+// Check runs the Check of every sink that has one.
+func Check(ctx context.Context, sinks []Sink) error {
+	var errs []error
+	for _, s := range sinks {
+		if c, ok := s.(interface{ Check(context.Context) error }); ok {
+			if err := c.Check(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // has reports whether key exists with the given size. A 403 on HEAD is
 // not an answer (a policy may allow PutObject without GetObject): the
 // upload that follows reports the real reason.
@@ -534,7 +572,7 @@ func (e *S3Error) Error() string {
 	switch e.Reason {
 	case "missing bucket":
 		hint = " (create it, or set kflPcapS3.createBucket: true)"
-	case "bad credentials":
+	case "bad credentials", "access denied or bad credentials":
 		hint = " (check kflPcapS3.awsAccessKeyId/awsSecretAccessKey or the default credential chain)"
 	}
 	return fmt.Sprintf("s3 %s %s: %s%s: %v", e.Op, where, e.Reason, hint, e.Err)

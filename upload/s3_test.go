@@ -330,6 +330,25 @@ func TestS3Errors(t *testing.T) {
 			t.Errorf("object of %d bytes, want %d", len(got), a.Size)
 		}
 	})
+	t.Run("check at start", func(t *testing.T) {
+		if err := Check(ctx, []Sink{newTestSink(t, srv, "pcaps", nil), &LocalSink{Dir: t.TempDir()}}); err != nil {
+			t.Errorf("good settings: %v", err)
+		}
+		err := newTestSink(t, srv, "absent", nil).Check(ctx)
+		if Reason(err) != "missing bucket" || !strings.Contains(err.Error(), "createBucket") {
+			t.Errorf("missing bucket: reason %q: %v", Reason(err), err)
+		}
+		err = newTestSink(t, srv, "pcaps", func(o *S3Options) { o.SecretAccessKey = "wrong-secret" }).Check(ctx)
+		if err == nil || !strings.Contains(err.Error(), "bad credentials") || strings.Contains(err.Error(), "wrong-secret") {
+			t.Errorf("wrong secret: %v", err)
+		}
+		if err := newTestSink(t, srv, "made-at-start", func(o *S3Options) { o.CreateBucket = true }).Check(ctx); err != nil {
+			t.Errorf("createBucket: %v", err)
+		}
+		if _, err := srv.Client().HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String("made-at-start")}); err != nil {
+			t.Errorf("createBucket: no bucket after Check: %v", err)
+		}
+	})
 	t.Run("network", func(t *testing.T) {
 		s, err := NewS3Sink(ctx, S3Options{Bucket: "pcaps", Endpoint: "http://127.0.0.1:1", AccessKeyID: "a", SecretAccessKey: "b", Prefix: "p"})
 		if err != nil {
