@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -407,14 +406,4 @@ func (a *Alert) Field(name string) string {
 		return ""
 	}
 	return v
-}
-
-// fieldNames lists the alert's output fields in order, for messages.
-func (a *Alert) fieldNames() []string {
-	names := make([]string, 0, len(a.OutputFields))
-	for k := range a.OutputFields {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
