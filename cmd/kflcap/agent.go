@@ -213,6 +213,13 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	if err != nil {
 		return err
 	}
+	go func() { // advice only: archives wait in the outbox either way
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := upload.Check(ctx, a.sinks); err != nil {
+			a.log.Error("upload: the store cannot take archives yet; they wait in the outbox", "err", err)
+		}
+	}()
 	slackCtx, stopSlack := context.WithCancel(context.Background())
 	go a.slack.Run(slackCtx)
 	defer func() { stopSlack(); a.slack.Wait() }() // after shutdown's last deliveries
