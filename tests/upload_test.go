@@ -407,10 +407,12 @@ func TestUploadS3MissingBucket(t *testing.T) {
 	p, srv, dir := newUploadEnv(t)
 	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
 	agent := startAgentOnly(t, p, cfg, "--grace", "1s")
+	// Said at start, before any archive is sealed.
+	agent.waitStderr(t, "the store cannot take archives yet", 10*time.Second)
 	stop := traffic(p, 200*time.Millisecond)
 	time.Sleep(3 * time.Second)
 	stop()
-	agent.waitStderr(t, "missing bucket", 10*time.Second)
+	agent.waitStderr(t, "delivery failed", 10*time.Second)
 	stopAgent(t, agent)
 	if !strings.Contains(agent.Stderr(), "createBucket") {
 		t.Errorf("the error does not point at createBucket:\n%s", tail(agent.Stderr(), 10))
