@@ -143,11 +143,13 @@ type Stats struct {
 	L7Errors        uint64 // messages that could not be parsed; the parser resynchronised
 	OrphanResponses uint64 // responses whose request was not captured
 	Entries         uint64
-	EntriesHTTP     uint64
+	EntriesHTTP     uint64 // HTTP/1.x
 	EntriesDNS      uint64
 	EntriesTLS      uint64
 	EntriesL4       uint64
 	EntriesRedis    uint64
+	EntriesHTTP2    uint64 // HTTP/2 streams that are not gRPC
+	EntriesGRPC     uint64
 }
 
 // Dissector turns packets into streams and entries. Create it with New, feed

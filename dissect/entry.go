@@ -20,12 +20,15 @@ type Entry struct {
 	StreamID    uint64   `json:"streamId"`
 	Outgoing    bool     `json:"outgoing"`
 
-	// Exactly one of these is set for an L7 entry; none for an L4 entry.
+	// Exactly one of these is set for an L7 entry (HTTP also for HTTP/2,
+	// with GRPC beside it for gRPC); none for an L4 entry.
 	HTTP *HTTP `json:"-"`
 	DNS  *DNS  `json:"-"`
 	TLS  *TLS  `json:"-"`
 	// Redis is a command and its reply.
 	Redis *Redis `json:"-"`
+	// GRPC is set, beside HTTP, on gRPC calls.
+	GRPC *GRPC `json:"-"`
 
 	// L4 is the stream's L3/L4 summary at the time the entry was made. It is
 	// set on every entry (L7 ones too) so that queries can use counters and

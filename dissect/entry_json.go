@@ -75,6 +75,15 @@ func (e *Entry) Request() map[string]any {
 		if len(r.Body) > 0 {
 			m["body"] = string(r.Body)
 		}
+		if e.HTTP.Partial {
+			m["partial"] = true
+		}
+		if g := e.GRPC; g != nil {
+			m["grpc"] = map[string]any{
+				"service": g.Service, "method": g.Method,
+				"messages": g.RequestMessages, "messageBytes": g.RequestMessageBytes,
+			}
+		}
 		return m
 	case e.DNS != nil:
 		return map[string]any{
@@ -116,6 +125,13 @@ func (e *Entry) Response() map[string]any {
 		}
 		if len(r.Body) > 0 {
 			m["body"] = string(r.Body)
+		}
+		if g := e.GRPC; g != nil {
+			gm := map[string]any{"messages": g.ResponseMessages, "messageBytes": g.ResponseMessageBytes}
+			if g.HasStatus {
+				gm["status"], gm["message"] = g.Status, g.Message
+			}
+			m["grpc"] = gm
 		}
 		return m
 	case e.DNS != nil && e.DNS.HasResponse:

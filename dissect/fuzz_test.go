@@ -17,7 +17,7 @@ import (
 )
 
 // seedFiles are the captures the netns tests made (see helpers_test.go).
-var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap"}
+var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap"}
 
 // seedPayloads returns the TCP (client, server) byte streams and UDP
 // payloads of the seed captures, for the dissector fuzzers.
@@ -278,4 +278,50 @@ func FuzzRedis(f *testing.F) {
 		feedConversation(d, 6379, append([]byte("*1\r\n$4\r\nPING\r\n"), client...), server, seg%2000)
 		d.Close()
 	})
+}
+
+// FuzzHTTP2 drives HTTP/2 framing, HPACK and stream pairing: the client's
+// bytes start with the preface, the fuzzer's frames follow. mid plays the
+// conversation without the handshake, as a capture started mid-connection.
+func FuzzHTTP2(f *testing.F) {
+	tcp, _ := seedPayloads(f)
+	for _, s := range tcp {
+		if looksH2(s[0]) && len(s[0]) < 8192 && len(s[1]) < 8192 {
+			f.Add(s[0][len(h2Preface):], s[1], 1460, false)
+			f.Add(s[0][len(h2Preface):], s[1], 7, true)
+		}
+	}
+	f.Fuzz(func(t *testing.T, client, server []byte, seg int, mid bool) {
+		d := New(Config{})
+		if mid {
+			feedMid(d, 8082, client, server, seg%2000)
+		} else {
+			feedConversation(d, 8082, append([]byte(h2Preface), client...), server, seg%2000)
+		}
+		d.Close()
+	})
+}
+
+// feedMid plays a conversation without SYNs, server bytes first.
+func feedMid(d *Dissector, port uint16, client, server []byte, seg int) {
+	if seg <= 0 {
+		seg = 1
+	}
+	sh := d.shards[0]
+	ca, sa := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
+	ts := time.Unix(1_700_000_000, 0)
+	cseq, sseq := uint32(1000), uint32(5000)
+	for len(client) > 0 || len(server) > 0 {
+		ts = ts.Add(time.Millisecond)
+		if n := min(seg, len(server)); n > 0 {
+			sh.handle(&Packet{Timestamp: ts}, decodedOK, &decoded{src: sa, dst: ca, sport: port, dport: 40000, proto: protoTCP, flags: flagACK, seq: sseq, ack: cseq, payload: server[:n]})
+			sseq += uint32(n)
+			server = server[n:]
+		}
+		if n := min(seg, len(client)); n > 0 {
+			sh.handle(&Packet{Timestamp: ts}, decodedOK, &decoded{src: ca, dst: sa, sport: 40000, dport: port, proto: protoTCP, flags: flagACK, seq: cseq, ack: sseq, payload: client[:n]})
+			cseq += uint32(n)
+			client = client[n:]
+		}
+	}
 }

@@ -67,8 +67,10 @@ type httpApp struct {
 	// the next response does not answer the oldest pending request.
 	lostResps int
 	// upgraded: a 101 Switching Protocols or a successful CONNECT ended
-	// HTTP on this connection (WebSocket, tunnel); the rest is not parsed.
+	// HTTP on this connection (WebSocket, tunnel); the rest is not parsed,
+	// unless the upgrade was to HTTP/2 (h2c): next parses it then.
 	upgraded bool
+	next     app
 }
 
 func newHTTPApp() *httpApp {
@@ -126,6 +128,9 @@ const (
 
 func (a *httpApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 	if a.upgraded {
+		if a.next != nil {
+			a.next.data(sh, s, dir, b, ts)
+		}
 		return
 	}
 	h := &a.half[dir]
@@ -249,6 +254,9 @@ func (a *httpApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 			}
 		}
 	}
+	if a.upgraded && a.next != nil && len(b) > 0 {
+		a.next.data(sh, s, dir, b, ts)
+	}
 }
 
 // findStart looks for the next message start in direction dir. Until the
@@ -358,6 +366,10 @@ func (a *httpApp) fail(sh *shard, dir int) {
 }
 
 func (a *httpApp) gap(sh *shard, s *stream, dir int, n int) {
+	if a.next != nil {
+		a.next.gap(sh, s, dir, n)
+		return
+	}
 	h := &a.half[dir]
 	if !h.sync && h.msg != nil {
 		switch h.state {
@@ -411,6 +423,9 @@ func (a *httpApp) close(sh *shard, s *stream) {
 	}
 	sh.c.orphans.Add(uint64(len(a.resps)))
 	a.reqs, a.resps = nil, nil
+	if a.next != nil {
+		a.next.close(sh, s)
+	}
 }
 
 // parseHeaders parses a start line and header block into the half's
@@ -645,6 +660,9 @@ func (a *httpApp) pairResponse(sh *shard, s *stream, m *httpMsg) {
 	a.reqs = a.reqs[1:]
 	if m.resp.Status == 101 || req.req.Request.Method == "CONNECT" && m.resp.Status/100 == 2 {
 		a.upgraded = true
+		if m.resp.Status == 101 && strings.EqualFold(strings.TrimSpace(m.resp.Headers.Get("Upgrade")), "h2c") {
+			a.next = newH2Upgraded(s, a.clientDir, &req.req.Request, req.ts)
+		}
 	}
 	a.emit(sh, s, req, m)
 }

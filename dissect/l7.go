@@ -2,10 +2,18 @@ package dissect
 
 // HTTP is an HTTP/1.x request and its response. Response fields are zero
 // when the response was not seen (HasResponse false).
+//
+// HTTP/2 streams (entries of protocol "http2" and "grpc") use the same
+// shape with Version "2.0": pseudo-headers become Method, URL/Path, Host and
+// Status, the other fields are Headers.
 type HTTP struct {
 	Request     HTTPRequest
 	Response    HTTPResponse
 	HasResponse bool
+	// Partial: HTTP/2 only, the stream's headers were not seen (the capture
+	// started mid-connection or lost them) or could not be decoded; the
+	// fields present are right, the others are empty.
+	Partial bool
 }
 
 // HTTPRequest is the request half of an HTTP exchange.
@@ -119,4 +127,19 @@ type RedisReply struct {
 	Value string // scalar value, or the first elements of an aggregate joined by " "; bounded
 	Count int    // elements of an aggregate (-1 for a null array)
 	Error bool   // an error or bulk error reply
+}
+
+// GRPC is what gRPC adds to an HTTP/2 stream (Entry.HTTP holds the rest).
+type GRPC struct {
+	Service   string // "helloworld.Greeter", from the path "/helloworld.Greeter/SayHello"
+	Method    string // "SayHello"
+	Status    int    // grpc-status from the trailers (0 OK)
+	HasStatus bool   // false when the trailers were not seen
+	Message   string // grpc-message, percent-decoded
+	// Length-prefixed messages in each direction and their total size
+	// (before decompression).
+	RequestMessages      int
+	RequestMessageBytes  int64
+	ResponseMessages     int
+	ResponseMessageBytes int64
 }

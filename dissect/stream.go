@@ -99,7 +99,7 @@ type counters struct {
 	packets, bytes, decoded, other, fragments, malformed, unknownLink atomic.Uint64
 	streams, active, expired, evicted, retainOverflow                 atomic.Uint64
 	gaps, retrans, l7Errors, orphans                                  atomic.Uint64
-	entries, eHTTP, eDNS, eTLS, eL4, eRedis                           atomic.Uint64
+	entries, eHTTP, eDNS, eTLS, eL4, eRedis, eHTTP2, eGRPC            atomic.Uint64
 }
 
 func (c *counters) addTo(s *Stats) {
@@ -125,6 +125,8 @@ func (c *counters) addTo(s *Stats) {
 	s.EntriesTLS += c.eTLS.Load()
 	s.EntriesL4 += c.eL4.Load()
 	s.EntriesRedis += c.eRedis.Load()
+	s.EntriesHTTP2 += c.eHTTP2.Load()
+	s.EntriesGRPC += c.eGRPC.Load()
 }
 
 // shard owns a part of the stream table (by flow hash) and everything
@@ -402,6 +404,10 @@ func (sh *shard) newEntry(s *stream, clientDir int, ts time.Time) *Entry {
 func (sh *shard) emit(s *stream, e *Entry) {
 	sh.c.entries.Add(1)
 	switch {
+	case e.GRPC != nil:
+		sh.c.eGRPC.Add(1)
+	case e.HTTP != nil && e.Protocol.Name == "http2":
+		sh.c.eHTTP2.Add(1)
 	case e.HTTP != nil:
 		sh.c.eHTTP.Add(1)
 	case e.DNS != nil:

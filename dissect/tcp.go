@@ -259,12 +259,18 @@ func (sh *shard) detect(s *stream, dir int, b []byte) {
 		s.app = newTLSApp()
 	case isTCP && looksHTTP(b):
 		s.app = newHTTPApp()
+	case isTCP && looksH2(b):
+		s.app = newH2App(s, dir, true)
 	case isTCP && looksRedis(b):
 		s.app = newRedisApp(s)
 	case isTCP && looksDNSTCP(b, port53):
 		s.app = newDNSApp(true)
 	case !isTCP && looksDNS(b, port53):
 		s.app = newDNSApp(false)
+	case isTCP && !s.syn && looksH2Frames(b):
+		// Mid-connection HTTP/2: only without the handshake, where the
+		// preface cannot have been missed.
+		s.app = newH2App(s, -1, false)
 	default:
 		s.tries++
 		if !isTCP || s.tries >= maxDetectTries {

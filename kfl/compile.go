@@ -301,6 +301,9 @@ func protocolCond(w string) cond {
 			return e.Protocol.Name == "icmp" || e.Protocol.Name == "icmpv6" || e.Protocol.Layer4 == "icmp"
 		}
 	}
+	if w == "http2" { // gRPC runs over HTTP/2: its entries are http2 too
+		return func(e *dissect.Entry) bool { return e.Protocol.Name == "http2" || e.Protocol.Name == "grpc" }
+	}
 	return func(e *dissect.Entry) bool { return e.Protocol.Name == w }
 }
 

@@ -167,6 +167,41 @@ func fixtures() map[string]*dissect.Entry {
 			Redis: &dissect.Redis{Request: dissect.RedisRequest{Command: "INCR", Key: "user:1", Args: []string{"user:1"}, ArgCount: 2},
 				Response: dissect.RedisReply{Type: "error", Value: "ERR value is not an integer or out of range", Error: true}, HasResponse: true},
 		},
+		"h2": {
+			Protocol: dissect.Protocol{Name: "http2", Abbr: "HTTP/2", Version: "2.0", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41004, "", ""),
+			Dst:      ep("10.0.3.4", 8082, "", ""),
+			Node:     node1, Timestamp: at(13), ElapsedTime: 2, Stream: "000000000015_tcp.pcap", StreamID: 15,
+			HTTP: &dissect.HTTP{
+				Request: dissect.HTTPRequest{Method: "GET", Path: "/status/404", URL: "/status/404?q=404", Host: "10.0.3.4:8082", Version: "2.0",
+					Headers: dissect.Headers{{Name: "user-agent", Value: "curl/7.88.1"}}, QueryString: []dissect.KeyValue{{Name: "q", Value: "404"}}},
+				Response:    dissect.HTTPResponse{Status: 404, Version: "2.0", Headers: dissect.Headers{{Name: "content-type", Value: "text/plain"}}, BodySize: 11},
+				HasResponse: true},
+		},
+		"grpc": {
+			Protocol: dissect.Protocol{Name: "grpc", Abbr: "gRPC", Version: "2.0", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41005, "", ""),
+			Dst:      ep("10.0.3.5", 50051, "", ""),
+			Node:     node1, Timestamp: at(14), ElapsedTime: 1, Stream: "000000000016_tcp.pcap", StreamID: 16,
+			HTTP: &dissect.HTTP{
+				Request: dissect.HTTPRequest{Method: "POST", Path: "/kflcap.test.Echo/Say", URL: "/kflcap.test.Echo/Say", Version: "2.0",
+					Headers: dissect.Headers{{Name: "content-type", Value: "application/grpc"}}, BodySize: 10},
+				Response:    dissect.HTTPResponse{Status: 200, Version: "2.0"},
+				HasResponse: true},
+			GRPC: &dissect.GRPC{Service: "kflcap.test.Echo", Method: "Say", Status: 5, HasStatus: true, Message: "no such thing",
+				RequestMessages: 1, RequestMessageBytes: 5},
+		},
+		"grpcok": {
+			Protocol: dissect.Protocol{Name: "grpc", Abbr: "gRPC", Version: "2.0", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41006, "", ""),
+			Dst:      ep("10.0.3.5", 50051, "", ""),
+			Node:     node1, Timestamp: at(15), Stream: "000000000017_tcp.pcap", StreamID: 17,
+			HTTP: &dissect.HTTP{
+				Request:     dissect.HTTPRequest{Method: "POST", Path: "/kflcap.test.Echo/Chat", URL: "/kflcap.test.Echo/Chat", Version: "2.0"},
+				Response:    dissect.HTTPResponse{Status: 200, Version: "2.0"},
+				HasResponse: true, Partial: true},
+			GRPC: &dissect.GRPC{Service: "kflcap.test.Echo", Method: "Chat", HasStatus: true, RequestMessages: 3, ResponseMessages: 6},
+		},
 		"udp": {
 			Protocol: dissect.Protocol{Name: "udp", Abbr: "UDP", Layer4: "udp"},
 			Src:      ep("10.0.0.9", 5000, "", ""),
@@ -196,7 +231,7 @@ func fixtureSlice() []*dissect.Entry {
 
 // check that the fixtures compile against the current model.
 func TestFixtures(t *testing.T) {
-	if len(fixtures()) != 14 {
+	if len(fixtures()) != 17 {
 		t.Fatal("fixtures changed")
 	}
 }

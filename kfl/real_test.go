@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,21 +29,44 @@ func TestOnDissectedCapture(t *testing.T) {
 	if len(entries) == 0 {
 		t.Skip("no captures with entries")
 	}
+	// resp is the response of an HTTP/1.x, HTTP/2 or gRPC entry.
 	resp := func(e *dissect.Entry) *dissect.HTTPResponse {
 		if e.HTTP == nil || !e.HTTP.HasResponse {
 			return nil
 		}
 		return &e.HTTP.Response
 	}
+	isHTTP := func(e *dissect.Entry) bool { return e.Protocol.Name == "http" }
+	// status is response.status: gRPC's grpc-status, else the HTTP status.
+	status := func(e *dissect.Entry) (int, bool) {
+		if e.GRPC != nil {
+			return e.GRPC.Status, e.GRPC.HasStatus
+		}
+		if r := resp(e); r != nil {
+			return r.Status, true
+		}
+		return 0, false
+	}
 	for _, tc := range []struct {
 		q      string
 		oracle func(e *dissect.Entry) bool
 	}{
-		{"http", func(e *dissect.Entry) bool { return e.HTTP != nil }},
+		{"http", func(e *dissect.Entry) bool { return e.HTTP != nil && isHTTP(e) }},
+		{"http2", func(e *dissect.Entry) bool { return e.HTTP != nil && e.Protocol.Version == "2.0" }},
+		{"grpc", func(e *dissect.Entry) bool { return e.GRPC != nil }},
+		{"grpc and response.status != 0", func(e *dissect.Entry) bool { return e.GRPC != nil && e.GRPC.HasStatus && e.GRPC.Status != 0 }},
+		{`grpc and request.rpc == "Say"`, func(e *dissect.Entry) bool { return e.GRPC != nil && e.GRPC.Method == "Say" }},
+		{"partial", func(e *dissect.Entry) bool { return e.HTTP != nil && e.HTTP.Partial }},
+		{"redis", func(e *dissect.Entry) bool { return e.Redis != nil }},
+		{`redis and request.command == "GET"`, func(e *dissect.Entry) bool { return e.Redis != nil && e.Redis.Request.Command == "GET" }},
+		{`redis and response.error`, func(e *dissect.Entry) bool { return e.Redis != nil && e.Redis.HasResponse && e.Redis.Response.Error }},
 		{"tcp", func(e *dissect.Entry) bool { return e.Protocol.Layer4 == "tcp" }},
-		{"http and response.status == 200", func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status == 200 }},
-		{"http and response.status >= 400", func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status >= 400 }},
-		{`response.status == r"^3"`, func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status >= 300 && r.Status < 400 }},
+		{"http and response.status == 200", func(e *dissect.Entry) bool { r := resp(e); return isHTTP(e) && r != nil && r.Status == 200 }},
+		{"http and response.status >= 400", func(e *dissect.Entry) bool { r := resp(e); return isHTTP(e) && r != nil && r.Status >= 400 }},
+		{`response.status == r"^3"`, func(e *dissect.Entry) bool {
+			st, ok := status(e)
+			return ok && strings.HasPrefix(strconv.Itoa(st), "3")
+		}},
 		{`request.path.startsWith("/status/")`, func(e *dissect.Entry) bool {
 			return e.HTTP != nil && strings.HasPrefix(e.HTTP.Request.Path, "/status/")
 		}},
@@ -59,9 +83,9 @@ func TestOnDissectedCapture(t *testing.T) {
 			r := resp(e)
 			return r != nil && r.Headers.Get("content-encoding") == "gzip"
 		}},
-		{`http and response.status == nil`, func(e *dissect.Entry) bool { return e.HTTP != nil && !e.HTTP.HasResponse }},
+		{`http and response.status == nil`, func(e *dissect.Entry) bool { return isHTTP(e) && !e.HTTP.HasResponse }},
 		{`dst.port == 8080 or src.port == 8080`, func(e *dissect.Entry) bool { return e.Dst.Port == 8080 || e.Src.Port == 8080 }},
-		{`cel: http && status_code == 200`, func(e *dissect.Entry) bool { r := resp(e); return r != nil && r.Status == 200 }},
+		{`cel: http && status_code == 200`, func(e *dissect.Entry) bool { r := resp(e); return isHTTP(e) && r != nil && r.Status == 200 }},
 		{"dns", func(e *dissect.Entry) bool { return e.DNS != nil }},
 		{`dns and response.code == "NoError"`, func(e *dissect.Entry) bool {
 			return e.DNS != nil && e.DNS.HasResponse && e.DNS.Response.Code == "NoError"

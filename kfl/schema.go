@@ -272,7 +272,7 @@ func init() {
 	}
 
 	// HTTP.
-	const h = "http"
+	const h = "http, http2, grpc"
 	rq := func(f func(r *dissect.HTTPRequest) string) func(e *dissect.Entry) (string, bool) {
 		return func(e *dissect.Entry) (string, bool) {
 			if r, ok := httpReq(e); ok {
@@ -333,7 +333,10 @@ func init() {
 			}
 			return value{}, false
 		}})
-	intField("response.status", KindInt, h, "status code", func(e *dissect.Entry) (int64, bool) {
+	intField("response.status", KindInt, "http, http2, grpc", "status code; for gRPC the grpc-status from the trailers (0 OK), missing when they were not seen", func(e *dissect.Entry) (int64, bool) {
+		if g := e.GRPC; g != nil {
+			return int64(g.Status), g.HasStatus
+		}
 		if r, ok := httpResp(e); ok {
 			return int64(r.Status), true
 		}
@@ -509,6 +512,45 @@ func init() {
 	strField("response.cipherSuite", t, "cipher suite the server chose", tlsStr(func(t *dissect.TLS) string { return t.CipherSuite }))
 
 	redisFields()
+	grpcFields()
+}
+
+func grpcFields() {
+	const g = "grpc"
+	gs := func(f func(x *dissect.GRPC) string) func(e *dissect.Entry) (string, bool) {
+		return func(e *dissect.Entry) (string, bool) {
+			if e.GRPC == nil {
+				return "", false
+			}
+			return f(e.GRPC), true
+		}
+	}
+	strField("request.service", g, `gRPC service from the path: "helloworld.Greeter"`, gs(func(x *dissect.GRPC) string { return x.Service }))
+	strField("request.rpc", g, `gRPC method from the path: "SayHello"`, gs(func(x *dissect.GRPC) string { return x.Method }))
+	strField("response.grpcMessage", g, "grpc-message from the trailers (percent-decoded); missing when the trailers were not seen",
+		func(e *dissect.Entry) (string, bool) {
+			if e.GRPC == nil || !e.GRPC.HasStatus {
+				return "", false
+			}
+			return e.GRPC.Message, true
+		})
+	gi := func(f func(x *dissect.GRPC) int64) func(e *dissect.Entry) (int64, bool) {
+		return func(e *dissect.Entry) (int64, bool) {
+			if e.GRPC == nil {
+				return 0, false
+			}
+			return f(e.GRPC), true
+		}
+	}
+	intField("request.messages", KindInt, g, "gRPC messages the client sent", gi(func(x *dissect.GRPC) int64 { return int64(x.RequestMessages) }))
+	intField("response.messages", KindInt, g, "gRPC messages the server sent", gi(func(x *dissect.GRPC) int64 { return int64(x.ResponseMessages) }))
+	boolField("partial", "http2, grpc", "the stream's headers were missed (capture started mid-connection, loss) or not decodable; the fields present are right",
+		func(e *dissect.Entry) (bool, bool) {
+			if e.HTTP == nil {
+				return false, false
+			}
+			return e.HTTP.Partial, true
+		})
 }
 
 func redisFields() {

@@ -185,6 +185,15 @@ func formatEntry(e *dissect.Entry) string {
 		} else {
 			b.WriteString(" (no response)")
 		}
+		if g := e.GRPC; g != nil && g.HasStatus {
+			fmt.Fprintf(&b, " grpc-status=%d", g.Status)
+			if g.Message != "" {
+				fmt.Fprintf(&b, " %q", g.Message)
+			}
+		}
+		if r.Partial {
+			b.WriteString(" (partial)")
+		}
 	case e.DNS != nil:
 		for _, q := range e.DNS.Request.Questions {
 			fmt.Fprintf(&b, " %s %s", q.Type, q.Name)
