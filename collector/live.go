@@ -25,6 +25,9 @@ type LiveOptions struct {
 	Prefilter bpf.Prefilter
 	Reader    ReaderOptions
 	Logger    *slog.Logger
+	// Inline: the caller consumes with Consume in its own goroutine
+	// instead of ranging over Batches.
+	Inline bool
 }
 
 // Live is a running capture: programs attached, a reader running.
@@ -42,6 +45,7 @@ type Live struct {
 	attached  map[int]*bpf.Attachment // by ifindex
 	ifaces    map[int]Iface
 	cancel    context.CancelFunc
+	ctx       context.Context
 	done      chan struct{}
 	err       error
 	stopOnce  sync.Once
@@ -92,12 +96,23 @@ func StartLive(opts LiveOptions) (*Live, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel = cancel
-	go func() {
-		l.err = l.reader.Run(ctx)
-		close(l.done)
-	}()
+	l.cancel, l.ctx = cancel, ctx
+	if !opts.Inline {
+		go func() {
+			l.err = l.reader.Run(ctx)
+			close(l.done)
+		}()
+	}
 	return l, nil
+}
+
+// Consume runs the reader in the calling goroutine, calling fn for every
+// batch, until Stop has been called and the ring is drained (LiveOptions
+// Inline). The batch is released when fn returns.
+func (l *Live) Consume(fn func(*Batch)) error {
+	l.err = l.reader.RunInline(l.ctx, fn)
+	close(l.done)
+	return l.err
 }
 
 func parentDir(p string) string {

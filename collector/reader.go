@@ -97,6 +97,24 @@ func (r *Reader) Batches() <-chan *Batch { return r.out }
 // The ring stays mapped until every batch handed out is released.
 func (r *Reader) Run(ctx context.Context) error {
 	defer close(r.out)
+	return r.run(ctx, r.hand)
+}
+
+// RunInline reads like Run but calls fn with each batch in the calling
+// goroutine and releases the batch when fn returns: no hand-off, for a
+// consumer that keeps up (capture -w). Batches is not used.
+func (r *Reader) RunInline(ctx context.Context, fn func(*Batch)) error {
+	defer close(r.out)
+	return r.run(ctx, func(b *Batch) {
+		r.mu.Lock()
+		r.outstanding = append(r.outstanding, b)
+		r.mu.Unlock()
+		fn(b)
+		b.Release()
+	})
+}
+
+func (r *Reader) run(ctx context.Context, emit func(*Batch)) error {
 	lastRefresh := time.Now()
 	for {
 		stopping := ctx.Err() != nil
@@ -113,7 +131,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 		r.stats.Read.Add(uint64(n))
 		if b.end != 0 {
-			r.hand(b)
+			emit(b)
 			continue
 		}
 		r.putBatch(b)

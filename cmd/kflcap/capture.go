@@ -191,7 +191,7 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 
 	live, err := collector.StartLive(collector.LiveOptions{
 		Ifaces: ifaces, Backend: cf.backend, Snaplen: cf.snaplen, RingBytes: cf.ringBytes,
-		PinDir: cf.pinDir, Prefilter: cf.prefilter, Logger: e.log,
+		PinDir: cf.pinDir, Prefilter: cf.prefilter, Logger: e.log, Inline: true,
 	})
 	if err != nil {
 		if outFile != nil {
@@ -263,7 +263,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 			},
 		})
 	}
-	for b := range live.Batches() {
+	// The reader runs in this goroutine: no hand-off between threads for
+	// each batch (capture is single-threaded, like tcpdump).
+	live.Consume(func(b *collector.Batch) {
 		for i := range b.Packets {
 			p := &b.Packets[i]
 			if dis == nil {
@@ -275,7 +277,6 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 				Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
 			})
 		}
-		b.Release()
 		if cf.count > 0 && written >= uint64(cf.count) || writeErr != nil {
 			live.Stop()
 		}
@@ -286,7 +287,7 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 		} else if writeErr == nil {
 			writeErr = pw.Flush()
 		}
-	}
+	})
 	readErr := live.Wait()
 	if dis != nil {
 		dis.Close() // pending messages become entries and may still select streams
