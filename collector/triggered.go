@@ -334,7 +334,9 @@ func (t *Triggers) begin(c *triggered) {
 	from := c.status.From
 	t.mu.Unlock()
 	replayed := 0
-	if t.Lookback != nil && c.spec.Lookback > 0 {
+	// Replay even without a lookback: packets that came between Start and
+	// this feed-loop turn are in the ring and belong to the capture.
+	if t.Lookback != nil {
 		if oldest := t.Lookback.Oldest(); !oldest.IsZero() && oldest.After(from) {
 			t.mu.Lock()
 			c.status.From = oldest // the ring did not reach that far back

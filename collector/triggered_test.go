@@ -128,3 +128,42 @@ func TestTriggeredCaptureIncludesLookback(t *testing.T) {
 		t.Fatal("content.json has no trigger")
 	}
 }
+
+// With no lookback asked for, the packets that arrive between Start and the
+// feed loop's next turn still belong to the capture.
+func TestTriggeredCaptureWithoutLookback(t *testing.T) {
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	os.MkdirAll(outbox, 0o755)
+	sealed := make(chan Sealed, 1)
+	tr := &Triggers{
+		Lookback: NewLookback(1 << 20),
+		Log:      slog.New(slog.DiscardHandler),
+		Template: JobTemplate{Outbox: outbox, Spool: &Spool{Dir: dir}, Snaplen: 65535, OnSealed: func(s Sealed) { sealed <- s }},
+	}
+	feed := func(p dissect.Packet) {
+		tr.Lookback.Add(&p)
+		tr.Feed(&p)
+	}
+	feed(dnsPacket(t, "10.50.0.9", 40001, 1, false, time.Now().Add(-time.Second))) // before Start: not wanted
+	st, err := tr.Start(trigger.Spec{KFL: `dns`, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	feed(dnsPacket(t, "10.50.0.9", 40002, 2, false, now)) // after Start, before the capture began
+	feed(dnsPacket(t, "10.50.0.9", 40002, 2, true, now.Add(time.Millisecond)))
+	tr.Tick(time.Now())
+	feed(dnsPacket(t, "10.50.0.9", 40003, 3, false, now.Add(time.Second)))
+	feed(dnsPacket(t, "10.50.0.9", 40003, 3, true, now.Add(time.Second+time.Millisecond)))
+	tr.Stop(st.ID)
+	tr.Tick(time.Now())
+	select {
+	case s := <-sealed:
+		if s.Streams != 2 {
+			t.Fatalf("%d streams, want the 2 flows after Start (one of them before the capture began)", s.Streams)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no seal")
+	}
+}
