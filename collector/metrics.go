@@ -7,6 +7,7 @@ import (
 
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/trigger"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,6 +24,7 @@ type MetricsSources struct {
 	Pending  func() int // archives waiting in the outbox
 	Attached func() int // interfaces the programs are attached to
 	Dedup    *Dedup
+	Alerts   func() trigger.Counters // the alert intake's counts; nil without the API
 	Lookback *Lookback
 }
 
@@ -42,7 +44,7 @@ type Metrics struct {
 	jobStreams, sealed, sealFailed, uploadsDesc, spoolBytes        *prometheus.Desc
 	spoolLimit, pending, triggered, triggerRejected, triggerActive *prometheus.Desc
 	lookbackPackets, lookbackBytes, lookbackEvicted                *prometheus.Desc
-	attached, duplicates                                           *prometheus.Desc
+	attached, duplicates, alerts, apiAuthFailures                  *prometheus.Desc
 }
 
 const ns = "kflcap"
@@ -86,6 +88,8 @@ func NewMetrics(src MetricsSources) *Metrics {
 		lookbackEvicted: d("lookback_evicted_total", "Packets pushed out of the lookback ring by newer ones."),
 		attached:        d("attached_interfaces", "Interfaces the capture programs are attached to."),
 		duplicates:      d("duplicate_packets_total", "Packets seen again on another captured interface, kept once."),
+		alerts:          d("alerts_total", "Security alerts received by the intake, by outcome.", "result"),
+		apiAuthFailures: d("api_auth_failures_total", "API requests refused for a missing or wrong token."),
 	}
 }
 
@@ -108,7 +112,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.seen, m.prefiltered, m.captured, m.ringDrops, m.copyErrors, m.bytesSeen,
 		m.userDrops, m.activeStreams, m.streams, m.entries, m.malformed, m.jobStreams, m.sealed, m.sealFailed,
 		m.uploadsDesc, m.spoolBytes, m.spoolLimit, m.pending, m.triggered, m.triggerRejected, m.triggerActive,
-		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached, m.duplicates} {
+		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached, m.duplicates, m.alerts, m.apiAuthFailures} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -193,6 +197,16 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Dedup != nil {
 		c(m.duplicates, float64(s.Dedup.Duplicates.Load()))
+	}
+	if s.Alerts != nil {
+		a := s.Alerts()
+		for result, v := range map[string]uint64{
+			"invalid": a.AlertsInvalid, "matched": a.AlertsMatched, "unmatched": a.AlertsUnmatched,
+			"deduplicated": a.AlertsDeduplicated, "failed": a.AlertsFailed, "rejected": a.AlertsRejected, "busy": a.AlertsBusy,
+		} {
+			c(m.alerts, float64(v), result)
+		}
+		c(m.apiAuthFailures, float64(a.AuthFailures))
 	}
 	if s.Lookback != nil {
 		s.Lookback.mu.Lock()

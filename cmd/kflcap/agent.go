@@ -349,7 +349,14 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		},
 	}
 	dedup := collector.NewDedup(int64(50*time.Millisecond), 16)
+	var apiServer atomic.Pointer[trigger.Server]
 	metrics := collector.NewMetrics(collector.MetricsSources{
+		Alerts: func() trigger.Counters {
+			if srv := apiServer.Load(); srv != nil {
+				return srv.Counters()
+			}
+			return trigger.Counters{}
+		},
 		Dedup:    dedup,
 		Kernel:   live.Counters,
 		IfName:   func(i int) string { ifc, _ := live.Iface(i); return ifc.Name },
@@ -388,6 +395,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			live.Close()
 			return usageErrorf("config: api.listen: %v", err)
 		}
+		apiServer.Store(srv)
 		apiCtx, stopAPI := context.WithCancel(context.Background())
 		defer stopAPI()
 		go func() {
