@@ -433,3 +433,77 @@ func TestUploadS3MissingBucket(t *testing.T) {
 	srv.AWS(t, "s3api", "head-bucket", "--bucket", bucket)
 	checkBucket(t, srv, dir, first, agent)
 }
+
+// Two agents on one node (a rolling update) deliver to one progress log
+// at the same time: no entry is lost or repeated.
+func TestUploadS3TwoAgents(t *testing.T) {
+	p, srv, dir := newUploadEnv(t)
+	srv.AWS(t, "s3", "mb", "s3://"+bucket)
+	var agents []*proc
+	var dirs []string
+	for i, prefix := range []string{"kflcap", "kflcapb"} {
+		d := filepath.Join(dir, prefix)
+		os.MkdirAll(d, 0o755)
+		cfg := fmt.Sprintf(`node: {name: test-node, ip: 10.99.0.1, cluster: e2e}
+capture: {interfaces: [any]}
+kflPcapS3:
+  kflArr: ["http and response.status == 500", "dns"]
+  prefix: %s
+  maxDuration: 700ms
+  awsRegion: us-east-1
+  s3Bucket: %s
+  s3Endpoint: %s
+  awsAccessKeyId: %s
+  awsSecretAccessKey: %s
+  keepLocal: true
+spool: {dir: %s/spool}
+local: {dir: %s/repos}
+api: {listen: "127.0.0.1:%d"}
+metrics: {listen: "127.0.0.1:%d"}
+`, prefix, bucket, srv.Endpoint, miniotest.AccessKey, miniotest.SecretKey, d, d, 19751+10*i, 19750+10*i)
+		path := filepath.Join(d, "config.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		agents = append(agents, startAgentOnly(t, p, path))
+		dirs = append(dirs, d)
+	}
+	stop := traffic(p, 100*time.Millisecond)
+	time.Sleep(8 * time.Second)
+	stop()
+	for _, a := range agents {
+		stopAgent(t, a)
+	}
+
+	var sealed []string
+	for _, d := range dirs {
+		s, _ := filepath.Glob(filepath.Join(d, "repos", "*.tar.gz"))
+		sealed = append(sealed, s...)
+	}
+	var log []progressEntry
+	if err := json.Unmarshal([]byte(srv.AWS(t, "s3", "cp", "s3://"+bucket+"/"+keyPrefix+"/progress_log.json", "-")), &log); err != nil {
+		t.Fatalf("progress log: %v", err)
+	}
+	count := map[string]int{}
+	for _, e := range log {
+		count[e.File]++
+	}
+	perAgent := map[bool]int{}
+	for _, s := range sealed {
+		name := filepath.Base(s)
+		perAgent[strings.Contains(name, "_kflcapb_")]++
+		if count[name] != 1 {
+			t.Errorf("%s is %d times in the progress log", name, count[name])
+		}
+	}
+	if len(log) != len(sealed) {
+		t.Errorf("progress log has %d entries for %d archives", len(log), len(sealed))
+	}
+	if objs := listBucket(t, srv); len(objs) != len(sealed)+1 {
+		t.Errorf("%d objects in the bucket for %d archives", len(objs), len(sealed))
+	}
+	if perAgent[false] < 3 || perAgent[true] < 3 {
+		t.Errorf("archives per agent %v: too few to race", perAgent)
+	}
+	t.Logf("%d + %d archives from two agents, each once in one progress log", perAgent[false], perAgent[true])
+}
