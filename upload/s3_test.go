@@ -209,8 +209,8 @@ func TestS3Multipart(t *testing.T) {
 	}
 }
 
-// Two agents (two sinks, two clients) on one node, each delivering from
-// several goroutines at once: every entry survives.
+// Several agents (sinks with their own clients) on one node, each
+// delivering from two goroutines at once: every entry survives.
 func TestS3ProgressLogRace(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.MakeBucket(t, "pcaps")
@@ -218,8 +218,14 @@ func TestS3ProgressLogRace(t *testing.T) {
 	const perWriter, writers = 8, 6
 	var wg sync.WaitGroup
 	errs := make(chan error, perWriter*writers)
+	// Three sinks (separate clients: separate agents), each delivering from
+	// two goroutines (their log appends share writes).
+	var sinks []*S3Sink
+	for range writers / 2 {
+		sinks = append(sinks, newTestSink(t, srv, "pcaps", nil))
+	}
 	for w := range writers {
-		s := newTestSink(t, srv, "pcaps", nil) // one client per writer: separate agents
+		s := sinks[w/2]
 		var archives []Archive
 		for i := range perWriter {
 			archives = append(archives, makeArchive(t, dir, fmt.Sprintf("kfl_%d_kflcap_%d.tar.gz", w, 1000+i), w, "dns", 100))
