@@ -2,6 +2,7 @@ package collector
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,16 +36,17 @@ type MetricsSources struct {
 type Metrics struct {
 	src MetricsSources
 
-	mu      sync.Mutex
-	uploads map[[2]string]float64 // sink, result → count
-	latency *prometheus.HistogramVec
+	mu       sync.Mutex
+	uploads  map[[2]string]float64 // sink, result → count
+	failures map[[2]string]float64 // sink, reason → count
+	latency  *prometheus.HistogramVec
 
 	seen, prefiltered, captured, ringDrops, copyErrors, bytesSeen  *prometheus.Desc
 	userDrops, activeStreams, streams, entries, malformed          *prometheus.Desc
 	jobStreams, sealed, sealFailed, uploadsDesc, spoolBytes        *prometheus.Desc
 	spoolLimit, pending, triggered, triggerRejected, triggerActive *prometheus.Desc
 	lookbackPackets, lookbackBytes, lookbackEvicted                *prometheus.Desc
-	attached, duplicates, alerts, apiAuthFailures                  *prometheus.Desc
+	attached, duplicates, alerts, apiAuthFailures, uploadFailures  *prometheus.Desc
 }
 
 const ns = "kflcap"
@@ -56,8 +58,9 @@ func NewMetrics(src MetricsSources) *Metrics {
 	}
 	ifl := []string{"interface", "direction"}
 	return &Metrics{
-		src:     src,
-		uploads: map[[2]string]float64{},
+		src:      src,
+		uploads:  map[[2]string]float64{},
+		failures: map[[2]string]float64{},
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "upload_duration_seconds", Help: "Time to deliver one repository to a sink.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
@@ -77,6 +80,7 @@ func NewMetrics(src MetricsSources) *Metrics {
 		sealed:          d("repositories_sealed_total", "Repositories sealed into the outbox.", "kind"),
 		sealFailed:      d("repository_seal_failures_total", "Repositories that failed to seal.", "kind"),
 		uploadsDesc:     d("uploads_total", "Repository deliveries, by sink and result.", "sink", "result"),
+		uploadFailures:  d("upload_failures_total", "Failed deliveries, by sink and reason.", "sink", "reason"),
 		spoolBytes:      d("spool_bytes", "Bytes in the spool (open repositories and the outbox)."),
 		spoolLimit:      d("spool_limit_bytes", "The spool's size limit."),
 		pending:         d("outbox_pending", "Sealed repositories waiting for a sink."),
@@ -93,11 +97,15 @@ func NewMetrics(src MetricsSources) *Metrics {
 	}
 }
 
-// ObserveUpload records one delivery attempt.
-func (m *Metrics) ObserveUpload(sink string, ok bool, took time.Duration) {
+// ObserveUpload records one delivery attempt; reason says why it failed
+// ("" on success): bad credentials, missing bucket, network, …
+func (m *Metrics) ObserveUpload(sink string, ok bool, reason string, took time.Duration) {
 	result := "success"
 	if !ok {
 		result = "failure"
+		m.mu.Lock()
+		m.failures[[2]string{sink, strings.ReplaceAll(reason, " ", "_")}]++
+		m.mu.Unlock()
 	}
 	m.mu.Lock()
 	m.uploads[[2]string{sink, result}]++
@@ -112,7 +120,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.seen, m.prefiltered, m.captured, m.ringDrops, m.copyErrors, m.bytesSeen,
 		m.userDrops, m.activeStreams, m.streams, m.entries, m.malformed, m.jobStreams, m.sealed, m.sealFailed,
 		m.uploadsDesc, m.spoolBytes, m.spoolLimit, m.pending, m.triggered, m.triggerRejected, m.triggerActive,
-		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached, m.duplicates, m.alerts, m.apiAuthFailures} {
+		m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.attached, m.duplicates, m.alerts, m.apiAuthFailures, m.uploadFailures} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -219,6 +227,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	for k, v := range m.uploads {
 		c(m.uploadsDesc, v, k[0], k[1])
+	}
+	for k, v := range m.failures {
+		c(m.uploadFailures, v, k[0], k[1])
 	}
 	m.mu.Unlock()
 	m.latency.Collect(ch)

@@ -39,8 +39,8 @@ func testMetrics() (*Metrics, *Job) {
 		Spool:   sp,
 		Pending: func() int { return 1 },
 	})
-	m.ObserveUpload("local", true, 30*time.Millisecond)
-	m.ObserveUpload("s3", false, time.Second)
+	m.ObserveUpload("local", true, "", 30*time.Millisecond)
+	m.ObserveUpload("s3", false, "bad credentials", time.Second)
 	return m, j
 }
 
@@ -64,12 +64,15 @@ kflcap_userspace_drops_total{stage="malformed_record"} 1
 kflcap_userspace_drops_total{stage="retain_overflow"} 0
 kflcap_userspace_drops_total{stage="spool_full"} 3
 kflcap_userspace_drops_total{stage="stream_table_full"} 0
+# HELP kflcap_upload_failures_total Failed deliveries, by sink and reason.
+# TYPE kflcap_upload_failures_total counter
+kflcap_upload_failures_total{reason="bad_credentials",sink="s3"} 1
 # HELP kflcap_uploads_total Repository deliveries, by sink and result.
 # TYPE kflcap_uploads_total counter
 kflcap_uploads_total{result="failure",sink="s3"} 1
 kflcap_uploads_total{result="success",sink="local"} 1
 `
-	names := []string{"kflcap_packets_seen_total", "kflcap_ringbuf_drops_total", "kflcap_kfl_matches_total", "kflcap_userspace_drops_total", "kflcap_uploads_total"}
+	names := []string{"kflcap_packets_seen_total", "kflcap_ringbuf_drops_total", "kflcap_kfl_matches_total", "kflcap_userspace_drops_total", "kflcap_uploads_total", "kflcap_upload_failures_total"}
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,9 @@ need=(
   clang:clang llc:llvm bpftool:bpftool tshark:tshark tcpdump:tcpdump ip:iproute2
   ss:iproute2 ping:iputils-ping curl:curl dig:dnsutils nc:netcat-openbsd
   iperf3:iperf3 trafgen:netsniff-ng dnsmasq:dnsmasq openssl:openssl
-  python3:python3 tar:tar gzip:gzip promtool:prometheus
+  python3:python3 tar:tar gzip:gzip promtool:prometheus aws:awscli
   redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
+  psql:postgresql-client pgbench:postgresql /usr/lib/postgresql/15/bin/postgres:postgresql
 )
 pkgs=()
 for pair in "${need[@]}"; do

@@ -22,7 +22,7 @@ func Sinks(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]Sink, e
 		Bucket:          k.S3Bucket,
 		Region:          k.AwsRegion,
 		Endpoint:        k.S3Endpoint,
-		AccessKeyID:     k.AwsAccessKeyID,
+		AccessKeyID:     string(k.AwsAccessKeyID),
 		SecretAccessKey: string(k.AwsSecretAccessKey),
 		Prefix:          KeyPrefix(cfg.Node),
 		SSE:             k.SSE,

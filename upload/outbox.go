@@ -65,8 +65,10 @@ type Outbox struct {
 	OnDelivery func(Delivery)
 	Log        *slog.Logger
 	// Backoff bounds: first retry after MinBackoff, doubling up to
-	// MaxBackoff, each with ±50% jitter. Defaults 1s and 5m.
+	// MaxBackoff, each with ±50% jitter. Defaults 1s and 1m.
 	MinBackoff, MaxBackoff time.Duration
+	// Concurrency is how many archives are delivered at once (default 8).
+	Concurrency int
 
 	wake    chan struct{}
 	mu      sync.Mutex
@@ -108,7 +110,7 @@ func (o *Outbox) Run(ctx context.Context) {
 		o.MinBackoff = time.Second
 	}
 	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 5 * time.Minute
+		o.MaxBackoff = time.Minute
 	}
 	for {
 		next := o.pass(ctx)
@@ -152,37 +154,57 @@ func (o *Outbox) pass(ctx context.Context) time.Time {
 	o.mu.Lock()
 	o.pending = len(names)
 	o.mu.Unlock()
-	var next time.Time
+	conc := o.Concurrency
+	if conc <= 0 {
+		conc = 8
+	}
+	var (
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, conc)
+		nmu   sync.Mutex
+		next  time.Time
+	)
+	due := func(t time.Time) {
+		nmu.Lock()
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+		nmu.Unlock()
+	}
+	// Several archives at once: one small archive at a time leaves a
+	// remote store's round trips idle (measured: 0.27x the AWS CLI's rate
+	// for 1,000 small files one by one, 1.0x with 8 at a time).
 	for _, name := range names {
 		if ctx.Err() != nil {
-			return next
+			break
 		}
 		o.mu.Lock()
 		st := o.retry[name]
 		o.mu.Unlock()
 		if time.Now().Before(st.next) {
-			if next.IsZero() || st.next.Before(next) {
-				next = st.next
-			}
+			due(st.next)
 			continue
 		}
-		if err := o.deliver(ctx, name); err != nil {
-			st.backoff = min(max(st.backoff*2, o.MinBackoff), o.MaxBackoff)
-			jittered := st.backoff/2 + rand.N(st.backoff)
-			st.next = time.Now().Add(jittered)
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if err := o.deliver(ctx, name); err != nil {
+				st.backoff = min(max(st.backoff*2, o.MinBackoff), o.MaxBackoff)
+				st.next = time.Now().Add(st.backoff/2 + rand.N(st.backoff))
+				o.mu.Lock()
+				o.retry[name] = st
+				o.mu.Unlock()
+				due(st.next)
+				return
+			}
 			o.mu.Lock()
-			o.retry[name] = st
+			delete(o.retry, name)
+			o.pending--
 			o.mu.Unlock()
-			if next.IsZero() || st.next.Before(next) {
-				next = st.next
-			}
-			continue
-		}
-		o.mu.Lock()
-		delete(o.retry, name)
-		o.pending--
-		o.mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return next
 }
 

@@ -375,7 +375,11 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		Lookback: a.lookback,
 	})
 	a.outbox.OnDelivery = func(d upload.Delivery) {
-		metrics.ObserveUpload(d.Sink, d.Err == nil, d.Latency)
+		reason := ""
+		if d.Err != nil {
+			reason = upload.Reason(d.Err)
+		}
+		metrics.ObserveUpload(d.Sink, d.Err == nil, reason, d.Latency)
 		a.slack.OnDelivery(d)
 		if d.Err == nil {
 			a.triggers.MarkDelivered(d.Archive.Name, d.URL)

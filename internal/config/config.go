@@ -57,7 +57,7 @@ type Capture struct {
 type KflPcapS3 struct {
 	KflArr             []string `yaml:"kflArr"`
 	AwsRegion          string   `yaml:"awsRegion"`
-	AwsAccessKeyID     string   `yaml:"awsAccessKeyId"`
+	AwsAccessKeyID     Secret   `yaml:"awsAccessKeyId"`
 	AwsSecretAccessKey Secret   `yaml:"awsSecretAccessKey"`
 	S3Bucket           string   `yaml:"s3Bucket"`
 	S3Endpoint         string   `yaml:"s3Endpoint"`
@@ -244,7 +244,7 @@ func (c *Config) envFallbacks() {
 	}
 	k := &c.KflPcapS3
 	fill(&k.AwsRegion, "AWS_REGION")
-	fill(&k.AwsAccessKeyID, "AWS_ACCESS_KEY_ID")
+	fill((*string)(&k.AwsAccessKeyID), "AWS_ACCESS_KEY_ID")
 	fill((*string)(&k.AwsSecretAccessKey), "AWS_SECRET_ACCESS_KEY")
 	fill(&k.S3Bucket, "S3_BUCKET")
 	fill((*string)(&c.API.Token), "KFLCAP_API_TOKEN")
