@@ -150,6 +150,7 @@ type Stats struct {
 	EntriesRedis    uint64
 	EntriesHTTP2    uint64 // HTTP/2 streams that are not gRPC
 	EntriesGRPC     uint64
+	EntriesPostgres uint64
 }
 
 // Dissector turns packets into streams and entries. Create it with New, feed

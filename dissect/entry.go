@@ -29,6 +29,8 @@ type Entry struct {
 	Redis *Redis `json:"-"`
 	// GRPC is set, beside HTTP, on gRPC calls.
 	GRPC *GRPC `json:"-"`
+	// Postgres is a PostgreSQL request and its response.
+	Postgres *Postgres `json:"-"`
 
 	// L4 is the stream's L3/L4 summary at the time the entry was made. It is
 	// set on every entry (L7 ones too) so that queries can use counters and

@@ -52,7 +52,7 @@ func kvMap(kvs []KeyValue) map[string]string { return Headers(kvs).Map() }
 
 // IsL7 reports whether a dissector recognised the entry's protocol.
 func (e *Entry) IsL7() bool {
-	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil
+	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil || e.Postgres != nil
 }
 
 // Request returns the Kubeshark-shaped "request" object of the entry (nil for
@@ -106,6 +106,15 @@ func (e *Entry) Request() map[string]any {
 			"args":     nonNilS(r.Args),
 			"argCount": r.ArgCount,
 		}
+	case e.Postgres != nil:
+		r := &e.Postgres.Request
+		m := map[string]any{"type": r.Type}
+		for k, v := range map[string]string{"user": r.User, "database": r.Database, "application": r.Application, "sql": r.SQL, "statement": r.Statement} {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		return m
 	}
 	return nil
 }
@@ -158,6 +167,13 @@ func (e *Entry) Response() map[string]any {
 			"count": r.Count,
 			"error": r.Error,
 		}
+	case e.Postgres != nil && e.Postgres.HasResponse:
+		r := &e.Postgres.Response
+		m := map[string]any{"tags": nonNilS(r.Tags), "rows": r.Rows, "error": r.Error}
+		if r.Error {
+			m["sqlState"], m["severity"], m["message"] = r.SQLState, r.Severity, r.Message
+		}
+		return m
 	}
 	return nil
 }

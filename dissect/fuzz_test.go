@@ -17,7 +17,7 @@ import (
 )
 
 // seedFiles are the captures the netns tests made (see helpers_test.go).
-var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap"}
+var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap", "testdata/postgres.pcap"}
 
 // seedPayloads returns the TCP (client, server) byte streams and UDP
 // payloads of the seed captures, for the dissector fuzzers.
@@ -324,4 +324,23 @@ func feedMid(d *Dissector, port uint16, client, server []byte, seg int) {
 			client = client[n:]
 		}
 	}
+}
+
+// FuzzPostgres drives the PostgreSQL message parser and cycle pairing: the
+// client's bytes start with a startup message so that the stream is
+// detected.
+func FuzzPostgres(f *testing.F) {
+	tcp, _ := seedPayloads(f)
+	for _, s := range tcp {
+		if looksPostgres(s[0]) && len(s[0]) < 8192 && len(s[1]) < 8192 {
+			f.Add(s[0], s[1], 1460)
+			f.Add(s[0], s[1], 3)
+		}
+	}
+	startup := []byte("\x00\x00\x00\x17\x00\x03\x00\x00user\x00postgres\x00\x00")
+	f.Fuzz(func(t *testing.T, client, server []byte, seg int) {
+		d := New(Config{})
+		feedConversation(d, 5432, append(startup[:len(startup):len(startup)], client...), server, seg%2000)
+		d.Close()
+	})
 }

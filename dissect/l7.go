@@ -129,6 +129,34 @@ type RedisReply struct {
 	Error bool   // an error or bulk error reply
 }
 
+// Postgres is one PostgreSQL request (startup, simple query, or extended
+// query up to Sync) and the server's messages up to ReadyForQuery.
+type Postgres struct {
+	Request     PostgresRequest
+	Response    PostgresResponse
+	HasResponse bool
+}
+
+// PostgresRequest is what the client sent.
+type PostgresRequest struct {
+	Type        string // "startup", "query" (simple), "extended" (Parse/Bind/Execute … Sync), "ssl", "cancel"
+	User        string // startup
+	Database    string // startup (defaults to the user, as the server does)
+	Application string // startup application_name
+	SQL         string // query text, at most 4 KiB; for a Bind of a named statement, its Parse's text when seen
+	Statement   string // prepared statement name, "" for the unnamed one
+}
+
+// PostgresResponse is what the server answered.
+type PostgresResponse struct {
+	Tags     []string // CommandComplete tags: "SELECT 3", "INSERT 0 1", …
+	Rows     int64    // DataRow messages
+	Error    bool
+	SQLState string // ErrorResponse code: "42P01", …
+	Severity string // "ERROR", "FATAL", …
+	Message  string
+}
+
 // GRPC is what gRPC adds to an HTTP/2 stream (Entry.HTTP holds the rest).
 type GRPC struct {
 	Service   string // "helloworld.Greeter", from the path "/helloworld.Greeter/SayHello"

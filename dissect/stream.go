@@ -99,7 +99,7 @@ type counters struct {
 	packets, bytes, decoded, other, fragments, malformed, unknownLink atomic.Uint64
 	streams, active, expired, evicted, retainOverflow                 atomic.Uint64
 	gaps, retrans, l7Errors, orphans                                  atomic.Uint64
-	entries, eHTTP, eDNS, eTLS, eL4, eRedis, eHTTP2, eGRPC            atomic.Uint64
+	entries, eHTTP, eDNS, eTLS, eL4, eRedis, eHTTP2, eGRPC, ePostgres atomic.Uint64
 }
 
 func (c *counters) addTo(s *Stats) {
@@ -127,6 +127,7 @@ func (c *counters) addTo(s *Stats) {
 	s.EntriesRedis += c.eRedis.Load()
 	s.EntriesHTTP2 += c.eHTTP2.Load()
 	s.EntriesGRPC += c.eGRPC.Load()
+	s.EntriesPostgres += c.ePostgres.Load()
 }
 
 // shard owns a part of the stream table (by flow hash) and everything
@@ -416,6 +417,8 @@ func (sh *shard) emit(s *stream, e *Entry) {
 		sh.c.eTLS.Add(1)
 	case e.Redis != nil:
 		sh.c.eRedis.Add(1)
+	case e.Postgres != nil:
+		sh.c.ePostgres.Add(1)
 	default:
 		sh.c.eL4.Add(1)
 	}

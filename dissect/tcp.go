@@ -263,6 +263,8 @@ func (sh *shard) detect(s *stream, dir int, b []byte) {
 		s.app = newH2App(s, dir, true)
 	case isTCP && looksRedis(b):
 		s.app = newRedisApp(s)
+	case isTCP && looksPostgres(b):
+		s.app = newPGApp(dir, s)
 	case isTCP && looksDNSTCP(b, port53):
 		s.app = newDNSApp(true)
 	case !isTCP && looksDNS(b, port53):

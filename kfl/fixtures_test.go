@@ -202,6 +202,22 @@ func fixtures() map[string]*dissect.Entry {
 				HasResponse: true, Partial: true},
 			GRPC: &dissect.GRPC{Service: "kflcap.test.Echo", Method: "Chat", HasStatus: true, RequestMessages: 3, ResponseMessages: 6},
 		},
+		"pg": {
+			Protocol: dissect.Protocol{Name: "postgres", Abbr: "PGSQL", Version: "3.0", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41007, "", ""),
+			Dst:      ep("10.0.2.2", 5432, "postgres.db", "db"),
+			Node:     node1, Timestamp: at(16), ElapsedTime: 3, Stream: "000000000018_tcp.pcap", StreamID: 18,
+			Postgres: &dissect.Postgres{Request: dissect.PostgresRequest{Type: "query", SQL: "SELECT * FROM nosuchtable"},
+				Response: dissect.PostgresResponse{Error: true, SQLState: "42P01", Severity: "ERROR", Message: `relation "nosuchtable" does not exist`}, HasResponse: true},
+		},
+		"pgstart": {
+			Protocol: dissect.Protocol{Name: "postgres", Abbr: "PGSQL", Version: "3.0", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41008, "", ""),
+			Dst:      ep("10.0.2.2", 5432, "postgres.db", "db"),
+			Node:     node1, Timestamp: at(17), Stream: "000000000019_tcp.pcap", StreamID: 19,
+			Postgres: &dissect.Postgres{Request: dissect.PostgresRequest{Type: "startup", User: "app", Database: "shop"},
+				Response: dissect.PostgresResponse{Tags: []string{"SELECT 3"}, Rows: 3}, HasResponse: true},
+		},
 		"udp": {
 			Protocol: dissect.Protocol{Name: "udp", Abbr: "UDP", Layer4: "udp"},
 			Src:      ep("10.0.0.9", 5000, "", ""),
@@ -231,7 +247,7 @@ func fixtureSlice() []*dissect.Entry {
 
 // check that the fixtures compile against the current model.
 func TestFixtures(t *testing.T) {
-	if len(fixtures()) != 17 {
+	if len(fixtures()) != 19 {
 		t.Fatal("fixtures changed")
 	}
 }

@@ -231,7 +231,7 @@ func protoSet(ps ...uint8) constraint {
 // dissects runs over TCP. Names the dissectors do not know say nothing.
 func protocolConstraint(name string) constraint {
 	switch name {
-	case "tcp", "http", "http2", "grpc", "tls", "redis", "kafka", "amqp":
+	case "tcp", "http", "http2", "grpc", "tls", "redis", "kafka", "amqp", "postgres":
 		return protoSet(ProtoTCP)
 	case "udp":
 		return protoSet(ProtoUDP)

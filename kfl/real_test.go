@@ -58,8 +58,18 @@ func TestOnDissectedCapture(t *testing.T) {
 		{`grpc and request.rpc == "Say"`, func(e *dissect.Entry) bool { return e.GRPC != nil && e.GRPC.Method == "Say" }},
 		{"partial", func(e *dissect.Entry) bool { return e.HTTP != nil && e.HTTP.Partial }},
 		{"redis", func(e *dissect.Entry) bool { return e.Redis != nil }},
+		{"postgres", func(e *dissect.Entry) bool { return e.Postgres != nil }},
+		{`postgres and response.sqlState == "42P01"`, func(e *dissect.Entry) bool {
+			return e.Postgres != nil && e.Postgres.Response.Error && e.Postgres.Response.SQLState == "42P01"
+		}},
+		{`response.tags[*].startsWith("SELECT")`, func(e *dissect.Entry) bool {
+			return e.Postgres != nil && slices.ContainsFunc(e.Postgres.Response.Tags, func(s string) bool { return strings.HasPrefix(s, "SELECT") })
+		}},
 		{`redis and request.command == "GET"`, func(e *dissect.Entry) bool { return e.Redis != nil && e.Redis.Request.Command == "GET" }},
 		{`redis and response.error`, func(e *dissect.Entry) bool { return e.Redis != nil && e.Redis.HasResponse && e.Redis.Response.Error }},
+		{`response.error`, func(e *dissect.Entry) bool {
+			return e.Redis != nil && e.Redis.HasResponse && e.Redis.Response.Error || e.Postgres != nil && e.Postgres.HasResponse && e.Postgres.Response.Error
+		}},
 		{"tcp", func(e *dissect.Entry) bool { return e.Protocol.Layer4 == "tcp" }},
 		{"http and response.status == 200", func(e *dissect.Entry) bool { r := resp(e); return isHTTP(e) && r != nil && r.Status == 200 }},
 		{"http and response.status >= 400", func(e *dissect.Entry) bool { r := resp(e); return isHTTP(e) && r != nil && r.Status >= 400 }},

@@ -513,6 +513,49 @@ func init() {
 
 	redisFields()
 	grpcFields()
+	postgresFields()
+}
+
+func postgresFields() {
+	const pg = "postgres"
+	req := func(f func(r *dissect.PostgresRequest) string) func(e *dissect.Entry) (string, bool) {
+		return func(e *dissect.Entry) (string, bool) {
+			if e.Postgres == nil {
+				return "", false
+			}
+			s := f(&e.Postgres.Request)
+			return s, s != ""
+		}
+	}
+	strField("request.type", pg, `"startup", "query" (simple), "extended" (Parse/Bind/Execute … Sync), "ssl", "cancel"`,
+		req(func(r *dissect.PostgresRequest) string { return r.Type }))
+	strField("request.user", pg, "user of the startup message", req(func(r *dissect.PostgresRequest) string { return r.User }))
+	strField("request.database", pg, "database of the startup message (the user's name when not sent)", req(func(r *dissect.PostgresRequest) string { return r.Database }))
+	strField("request.sql", pg, "SQL text of a simple query, or of the extended query's Parse (at most 4 KiB)", req(func(r *dissect.PostgresRequest) string { return r.SQL }))
+	stringList("response.tags[]", pg, `CommandComplete tags: "SELECT 3", "INSERT 0 1", …`, func(e *dissect.Entry) []string {
+		if e.Postgres == nil {
+			return nil
+		}
+		return e.Postgres.Response.Tags
+	})
+	intField("response.rows", KindInt, pg, "data rows the server sent", func(e *dissect.Entry) (int64, bool) {
+		if e.Postgres == nil || !e.Postgres.HasResponse {
+			return 0, false
+		}
+		return e.Postgres.Response.Rows, true
+	})
+	strField("response.sqlState", pg, `SQLSTATE of an ErrorResponse: "42P01", …; missing without an error`, func(e *dissect.Entry) (string, bool) {
+		if e.Postgres == nil || !e.Postgres.Response.Error {
+			return "", false
+		}
+		return e.Postgres.Response.SQLState, true
+	})
+	strField("response.errorMessage", pg, "message of an ErrorResponse; missing without an error", func(e *dissect.Entry) (string, bool) {
+		if e.Postgres == nil || !e.Postgres.Response.Error {
+			return "", false
+		}
+		return e.Postgres.Response.Message, true
+	})
 }
 
 func grpcFields() {
@@ -587,7 +630,10 @@ func redisFields() {
 		rep(func(a *dissect.RedisReply) string { return a.Type }))
 	strField("response.value", r, "scalar reply, or an aggregate's first elements joined by spaces (at most 256 bytes)",
 		rep(func(a *dissect.RedisReply) string { return a.Value }))
-	boolField("response.error", r, "the reply is an error", func(e *dissect.Entry) (bool, bool) {
+	boolField("response.error", "redis, postgres", "the reply is an error (Redis), the server sent an ErrorResponse (PostgreSQL)", func(e *dissect.Entry) (bool, bool) {
+		if e.Postgres != nil && e.Postgres.HasResponse {
+			return e.Postgres.Response.Error, true
+		}
 		if e.Redis == nil || !e.Redis.HasResponse {
 			return false, false
 		}
@@ -596,7 +642,7 @@ func redisFields() {
 }
 
 // protocolWords are the barewords that test an entry's protocol.
-var protocolWords = []string{"http", "http2", "grpc", "dns", "tls", "redis", "kafka", "amqp", "tcp", "udp", "icmp"}
+var protocolWords = []string{"http", "http2", "grpc", "dns", "tls", "redis", "kafka", "amqp", "postgres", "tcp", "udp", "icmp"}
 
 func isProtocolWord(s string) bool {
 	for _, w := range protocolWords {

@@ -210,6 +210,25 @@ func formatEntry(e *dissect.Entry) string {
 		}
 	case e.TLS != nil:
 		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
+	case e.Postgres != nil:
+		x := e.Postgres
+		b.WriteString(" " + x.Request.Type)
+		switch {
+		case x.Request.SQL != "":
+			fmt.Fprintf(&b, " %q", x.Request.SQL)
+		case x.Request.Type == "startup":
+			fmt.Fprintf(&b, " user=%s database=%s", x.Request.User, x.Request.Database)
+		}
+		switch {
+		case !x.HasResponse:
+			b.WriteString(" (no response)")
+		case x.Response.Error:
+			fmt.Fprintf(&b, " -> %s %s %q %dms", x.Response.Severity, x.Response.SQLState, x.Response.Message, e.ElapsedTime)
+		case len(x.Response.Tags) == 0:
+			fmt.Fprintf(&b, " -> ok %dms", e.ElapsedTime)
+		default:
+			fmt.Fprintf(&b, " -> %s rows=%d %dms", strings.Join(x.Response.Tags, ","), x.Response.Rows, e.ElapsedTime)
+		}
 	case e.Redis != nil:
 		r := e.Redis
 		b.WriteString(" " + r.Request.Command)
