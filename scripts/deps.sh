@@ -10,7 +10,7 @@ need=(
   iperf3:iperf3 trafgen:netsniff-ng dnsmasq:dnsmasq openssl:openssl
   python3:python3 tar:tar gzip:gzip promtool:prometheus aws:awscli
   redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
-  psql:postgresql-client pgbench:postgresql /usr/lib/postgresql/15/bin/postgres:postgresql
+  psql:postgresql pgbench:postgresql /usr/lib/postgresql/15/bin/postgres:postgresql
 )
 pkgs=()
 for pair in "${need[@]}"; do
