@@ -8,8 +8,9 @@
 // extension headers; TCP, UDP, ICMP), files it into a stream (a TCP connection or a UDP
 // flow, both directions, with a 12-digit id and a pcap name
 // "<id>_<tcp|udp>.pcap"), reassembles TCP per direction, and runs the L7
-// dissector chosen by content (HTTP/1.x, DNS over UDP and TCP, TLS hellos,
-// Redis RESP2/RESP3).
+// dissector chosen by content (ports are only a hint for DNS): HTTP/1.x, HTTP/2 (prior
+// knowledge, Upgrade: h2c, or frames seen mid-connection) with gRPC over it,
+// DNS over UDP and TCP, TLS hellos, Redis RESP2/RESP3, and PostgreSQL.
 // Every stream yields at least one entry: streams no dissector recognises
 // get one L4 entry ("tcp"/"udp").
 //
@@ -50,7 +51,8 @@
 // recently active stream is evicted, counted in Stats.StreamsEvicted);
 // StreamRetainBytes and TotalRetainBytes cap retained packets
 // (Stats.RetainOverflow); out-of-order TCP data, HTTP header blocks, TLS
-// hellos, Redis values (streamed, only a preview is kept) and pending
-// requests have fixed caps. Malformed packets are counted
+// hellos, Redis values (streamed, only a preview is kept), HTTP/2 frames
+// and open streams, PostgreSQL messages and pending requests have fixed
+// caps. Malformed packets are counted
 // (Stats.Malformed) and skipped; no input makes the dissector panic.
 package dissect
