@@ -43,7 +43,7 @@ type Options struct {
 	// (0: 5 minutes; negative: not at all).
 	Linger time.Duration
 	// SyncTimeout bounds how long Start waits for the first list
-	// (0: 15 seconds). Start returns when it passes, names coming later.
+	// (0: 5 seconds). Start returns when it passes, names coming later.
 	SyncTimeout time.Duration
 	// UserAgent identifies the agent to the API server ("" : "kflcap").
 	UserAgent string
@@ -218,7 +218,7 @@ func (r *Resolver) run(ctx context.Context, client kubernetes.Interface, o Optio
 
 	timeout := o.SyncTimeout
 	if timeout <= 0 {
-		timeout = 15 * time.Second
+		timeout = 5 * time.Second
 	}
 	wctx, wcancel := context.WithTimeout(ctx, timeout)
 	defer wcancel()

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -237,7 +239,7 @@ func TestResolverAPIServer(t *testing.T) {
 	startGoroutines := runtime.NumGoroutine()
 	r, err := Start(ctx, Options{
 		Kubeconfig: kc.UserKubeconfig, NodeName: "node-a", Names: names,
-		Linger: 2 * time.Second, SyncTimeout: 30 * time.Second, Logger: testLogger(t),
+		Linger: 3 * time.Second, SyncTimeout: 30 * time.Second, Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -391,6 +393,21 @@ func TestResolverAPIServerDown(t *testing.T) {
 	defer r.Close()
 	eventually(t, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
 
+	// A user without the RBAC rights: forbidden lists are counted, names
+	// stay unknown, nothing stops.
+	denied, err := Start(ctx, Options{Kubeconfig: kc.UserKubeconfig, NodeName: "node-a", SyncTimeout: time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "forbidden lists counted", func() bool { return denied.Stats().WatchErrors >= 3 })
+	if s := denied.Stats(); s.Synced || s.RequestErrors != 0 {
+		t.Errorf("without RBAC rights: %+v", s)
+	}
+	if n, _ := denied.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "" {
+		t.Errorf("resolved %q without RBAC rights", n)
+	}
+	denied.Close()
+
 	kc.Stop(t)
 	// Watches end and their re-lists fail; the answers stay.
 	deadline := time.Now().Add(60 * time.Second)
@@ -501,5 +518,49 @@ func TestFromConfig(t *testing.T) {
 		if ok != c.want || o.InCluster != c.inCluster || o.Kubeconfig != c.kubeconfig || o.NodeName != "n" {
 			t.Errorf("%+v: got %+v, %v", c, o, ok)
 		}
+	}
+}
+
+// TestMetrics: the exposition of a resolver's Stats.
+func TestMetrics(t *testing.T) {
+	p := pod("shop", "web-1", "node-a", nil)
+	p.Status.PodIP = "10.244.1.10"
+	p.Status.Phase = corev1.PodRunning
+	svc := service("shop", "web", 80, 8080)
+	svc.Spec.ClusterIPs = []string{"10.96.0.20"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := start(ctx, fake.NewClientset(p, svc), Options{NodeName: "node-a", Logger: testLogger(t)})
+	defer r.Close()
+	eventually(t, "web", resolvesTo(r, "10.96.0.20", 80, "web", "shop"))
+	eventually(t, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
+	want := `
+# HELP kflcap_kube_addresses Addresses that resolve to a name, by key (ip, ip_port).
+# TYPE kflcap_kube_addresses gauge
+kflcap_kube_addresses{key="ip"} 2
+kflcap_kube_addresses{key="ip_port"} 1
+# HELP kflcap_kube_events_total Kubernetes informer events applied.
+# TYPE kflcap_kube_events_total counter
+kflcap_kube_events_total 2
+# HELP kflcap_kube_objects Kubernetes objects known, by resource (pods: this node's).
+# TYPE kflcap_kube_objects gauge
+kflcap_kube_objects{resource="endpointslices"} 0
+kflcap_kube_objects{resource="pods"} 1
+kflcap_kube_objects{resource="services"} 1
+# HELP kflcap_kube_request_errors_total Kubernetes API requests without an answer or with a 5xx.
+# TYPE kflcap_kube_request_errors_total counter
+kflcap_kube_request_errors_total 0
+# HELP kflcap_kube_synced 1 when every Kubernetes informer has completed its first list.
+# TYPE kflcap_kube_synced gauge
+kflcap_kube_synced 1
+# HELP kflcap_kube_watch_errors_total Failed Kubernetes lists and watches (names stale or unknown meanwhile).
+# TYPE kflcap_kube_watch_errors_total counter
+kflcap_kube_watch_errors_total 0
+`
+	if err := testutil.CollectAndCompare(NewMetrics(r), strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := testutil.CollectAndLint(NewMetrics(r)); err != nil || len(probs) > 0 {
+		t.Fatalf("lint: %v %v", probs, err)
 	}
 }
