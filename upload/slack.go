@@ -223,11 +223,30 @@ func Message(d Delivery) string {
 		}
 		return ""
 	}
-	if trig := str("trigger"); trig != "" {
+	if trig, ok := c["trigger"].(map[string]any); ok {
+		get := func(m map[string]any, k string) string {
+			if v, ok := m[k]; ok && v != nil {
+				return fmt.Sprint(v)
+			}
+			return ""
+		}
 		fmt.Fprintf(&b, "*kflcap: triggered capture* `%s`\n", a.Name)
-		fmt.Fprintf(&b, "Trigger: %s\n", trig)
-		if alert := str("alert"); alert != "" {
-			fmt.Fprintf(&b, "Alert: %s\n", alert)
+		if rule := get(trig, "rule"); rule != "" {
+			fmt.Fprintf(&b, "Trigger rule: %s\n", rule)
+		} else {
+			fmt.Fprintf(&b, "Capture: %s (API)\n", get(trig, "name"))
+		}
+		fmt.Fprintf(&b, "KFL: `%s`\n", get(trig, "kfl"))
+		if alert, ok := trig["alert"].(map[string]any); ok {
+			fmt.Fprintf(&b, "Alert: %s (%s)\n", get(alert, "rule"), get(alert, "priority"))
+			if f, ok := alert["output_fields"].(map[string]any); ok {
+				if pod, ns := get(f, "k8s.pod.name"), get(f, "k8s.ns.name"); pod != "" || ns != "" {
+					fmt.Fprintf(&b, "Pod: %s/%s\n", ns, pod)
+				}
+			}
+			if out := get(alert, "output"); out != "" {
+				fmt.Fprintf(&b, "> %s\n", out)
+			}
 		}
 	} else {
 		fmt.Fprintf(&b, "*kflcap: new PCAP repository* `%s`\n", a.Name)

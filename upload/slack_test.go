@@ -328,3 +328,27 @@ func TestSinksFromConfig(t *testing.T) {
 		t.Errorf("webhook without a bucket: %+v", n)
 	}
 }
+
+// A triggered capture's message quotes the rule, the alert's priority, the
+// pod and namespace, and the alert's output line.
+func TestMessageTrigger(t *testing.T) {
+	d := Delivery{URL: "s3://b/k", Archive: Archive{Name: "trigger_redirect_1.tar.gz", Size: 2048, Content: map[string]any{
+		"l4_streams": []any{"000000000001_tcp.pcap"},
+		"time":       "Tue, 14 Mar 2023 18:46:13 GMT",
+		"trigger": map[string]any{
+			"name": "redirect", "rule": "falco-network", "kfl": `src.ip == "10.0.0.9"`,
+			"alert": map[string]any{
+				"rule": "Redirect STDOUT/STDIN to Network Connection in Container", "priority": "Notice",
+				"output":        "Redirect stdout/stdin to network connection (gparent=bash ...)",
+				"output_fields": map[string]any{"k8s.pod.name": "web-1", "k8s.ns.name": "shop"},
+			},
+		},
+	}}}
+	msg := Message(d)
+	for _, want := range []string{"triggered capture", "Trigger rule: falco-network", "Redirect STDOUT/STDIN to Network Connection in Container (Notice)",
+		"Pod: shop/web-1", "> Redirect stdout/stdin to network connection", "URL: s3://b/k", "Streams: 1"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+}
