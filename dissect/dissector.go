@@ -151,6 +151,7 @@ type Stats struct {
 	EntriesHTTP2    uint64 // HTTP/2 streams that are not gRPC
 	EntriesGRPC     uint64
 	EntriesPostgres uint64
+	EntriesKafka    uint64
 }
 
 // Dissector turns packets into streams and entries. Create it with New, feed

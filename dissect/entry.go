@@ -31,6 +31,8 @@ type Entry struct {
 	GRPC *GRPC `json:"-"`
 	// Postgres is a PostgreSQL request and its response.
 	Postgres *Postgres `json:"-"`
+	// Kafka is a Kafka request and its response.
+	Kafka *Kafka `json:"-"`
 
 	// L4 is the stream's L3/L4 summary at the time the entry was made. It is
 	// set on every entry (L7 ones too) so that queries can use counters and

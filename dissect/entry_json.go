@@ -52,7 +52,7 @@ func kvMap(kvs []KeyValue) map[string]string { return Headers(kvs).Map() }
 
 // IsL7 reports whether a dissector recognised the entry's protocol.
 func (e *Entry) IsL7() bool {
-	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil || e.Postgres != nil
+	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil || e.Postgres != nil || e.Kafka != nil
 }
 
 // Request returns the Kubeshark-shaped "request" object of the entry (nil for
@@ -105,6 +105,17 @@ func (e *Entry) Request() map[string]any {
 			"key":      r.Key,
 			"args":     nonNilS(r.Args),
 			"argCount": r.ArgCount,
+		}
+	case e.Kafka != nil:
+		k := e.Kafka
+		parts := k.Partitions
+		if parts == nil {
+			parts = []int32{}
+		}
+		return map[string]any{
+			"apiKey": k.APIKey, "apiKeyName": k.APIKeyName, "apiVersion": k.APIVersion,
+			"correlationID": k.CorrelationID, "clientID": k.ClientID, "size": k.RequestSize,
+			"topics": nonNilS(k.Topics), "partitions": parts,
 		}
 	case e.Postgres != nil:
 		r := &e.Postgres.Request
@@ -167,6 +178,8 @@ func (e *Entry) Response() map[string]any {
 			"count": r.Count,
 			"error": r.Error,
 		}
+	case e.Kafka != nil && e.Kafka.HasResponse:
+		return map[string]any{"correlationID": e.Kafka.CorrelationID, "size": e.Kafka.ResponseSize}
 	case e.Postgres != nil && e.Postgres.HasResponse:
 		r := &e.Postgres.Response
 		m := map[string]any{"tags": nonNilS(r.Tags), "rows": r.Rows, "error": r.Error}

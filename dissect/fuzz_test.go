@@ -17,7 +17,7 @@ import (
 )
 
 // seedFiles are the captures the netns tests made (see helpers_test.go).
-var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap", "testdata/postgres.pcap"}
+var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap", "testdata/postgres.pcap", "testdata/kafka.pcap"}
 
 // seedPayloads returns the TCP (client, server) byte streams and UDP
 // payloads of the seed captures, for the dissector fuzzers.
@@ -341,6 +341,25 @@ func FuzzPostgres(f *testing.F) {
 	f.Fuzz(func(t *testing.T, client, server []byte, seg int) {
 		d := New(Config{})
 		feedConversation(d, 5432, append(startup[:len(startup):len(startup)], client...), server, seg%2000)
+		d.Close()
+	})
+}
+
+// FuzzKafka drives Kafka framing, request headers, the topic parsers of
+// every version and correlation-id pairing: the client's bytes start with a
+// request header so that the stream is detected.
+func FuzzKafka(f *testing.F) {
+	tcp, _ := seedPayloads(f)
+	for _, s := range tcp {
+		if looksKafka(s[0]) && len(s[0]) < 8192 && len(s[1]) < 8192 {
+			f.Add(s[0], s[1], 1460)
+			f.Add(s[0], s[1], 3)
+		}
+	}
+	hello := []byte("\x00\x00\x00\x0c\x00\x12\x00\x00\x00\x00\x00\x01\x00\x02ab")
+	f.Fuzz(func(t *testing.T, client, server []byte, seg int) {
+		d := New(Config{})
+		feedConversation(d, 9092, append(hello[:len(hello):len(hello)], client...), server, seg%2000)
 		d.Close()
 	})
 }

@@ -157,6 +157,23 @@ type PostgresResponse struct {
 	Message  string
 }
 
+// Kafka is one Kafka request and, when seen, the response with its
+// correlation id.
+type Kafka struct {
+	APIKey        int16
+	APIKeyName    string // "Produce", "Fetch", "Metadata", …
+	APIVersion    int16
+	CorrelationID int32
+	ClientID      string
+	// Topics and partitions of Produce, Fetch and Metadata requests (at most
+	// 32 and 64); versions that name topics by id only give partitions.
+	Topics       []string
+	Partitions   []int32
+	RequestSize  int32 // bytes after the size field
+	ResponseSize int32
+	HasResponse  bool
+}
+
 // GRPC is what gRPC adds to an HTTP/2 stream (Entry.HTTP holds the rest).
 type GRPC struct {
 	Service   string // "helloworld.Greeter", from the path "/helloworld.Greeter/SayHello"

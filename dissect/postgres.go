@@ -56,6 +56,17 @@ type pgHalf struct {
 	skip int // bytes of an oversized message still to skip
 }
 
+// keep holds the unparsed tail b for the next segment (see kafkaHalf.keep).
+func (h *pgHalf) keep(b []byte, buffered bool) {
+	if !buffered {
+		h.buf = append(h.buf[:0], b...)
+		return
+	}
+	if len(b) < len(h.buf) {
+		h.buf = h.buf[:copy(h.buf, b)]
+	}
+}
+
 // pgCycle is one request and what the server answered to it.
 type pgCycle struct {
 	ts time.Time
@@ -88,7 +99,8 @@ func (a *pgApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 		h.skip -= n
 		b = b[n:]
 	}
-	if len(h.buf) > 0 {
+	buffered := len(h.buf) > 0
+	if buffered {
 		h.buf = append(h.buf, b...)
 		b = h.buf
 	}
@@ -131,7 +143,7 @@ func (a *pgApp) data(sh *shard, s *stream, dir int, b []byte, ts time.Time) {
 			return
 		}
 	}
-	h.buf = append(h.buf[:0], b...)
+	h.keep(b, buffered)
 }
 
 // startupMessage handles the client's untyped first message(s).

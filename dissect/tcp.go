@@ -267,6 +267,8 @@ func (sh *shard) detect(s *stream, dir int, b []byte) {
 		s.app = newPGApp(dir, s)
 	case isTCP && looksDNSTCP(b, port53):
 		s.app = newDNSApp(true)
+	case isTCP && looksKafka(b):
+		s.app = newKafkaApp(dir, s)
 	case !isTCP && looksDNS(b, port53):
 		s.app = newDNSApp(false)
 	case isTCP && !s.syn && looksH2Frames(b):

@@ -218,6 +218,14 @@ func fixtures() map[string]*dissect.Entry {
 			Postgres: &dissect.Postgres{Request: dissect.PostgresRequest{Type: "startup", User: "app", Database: "shop"},
 				Response: dissect.PostgresResponse{Tags: []string{"SELECT 3"}, Rows: 3}, HasResponse: true},
 		},
+		"kafka": {
+			Protocol: dissect.Protocol{Name: "kafka", Abbr: "KAFKA", Version: "9", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41009, "", ""),
+			Dst:      ep("10.0.4.4", 9092, "", ""),
+			Node:     node1, Timestamp: at(18), ElapsedTime: 2, Stream: "000000000020_tcp.pcap", StreamID: 20,
+			Kafka: &dissect.Kafka{APIKey: 0, APIKeyName: "Produce", APIVersion: 9, CorrelationID: 7, ClientID: "orders-svc",
+				Topics: []string{"orders"}, Partitions: []int32{0}, RequestSize: 180, ResponseSize: 60, HasResponse: true},
+		},
 		"udp": {
 			Protocol: dissect.Protocol{Name: "udp", Abbr: "UDP", Layer4: "udp"},
 			Src:      ep("10.0.0.9", 5000, "", ""),
@@ -247,7 +255,7 @@ func fixtureSlice() []*dissect.Entry {
 
 // check that the fixtures compile against the current model.
 func TestFixtures(t *testing.T) {
-	if len(fixtures()) != 19 {
+	if len(fixtures()) != 20 {
 		t.Fatal("fixtures changed")
 	}
 }

@@ -59,6 +59,9 @@ func TestOnDissectedCapture(t *testing.T) {
 		{"partial", func(e *dissect.Entry) bool { return e.HTTP != nil && e.HTTP.Partial }},
 		{"redis", func(e *dissect.Entry) bool { return e.Redis != nil }},
 		{"postgres", func(e *dissect.Entry) bool { return e.Postgres != nil }},
+		{"kafka", func(e *dissect.Entry) bool { return e.Kafka != nil }},
+		{`kafka and request.apiKeyName == "Produce"`, func(e *dissect.Entry) bool { return e.Kafka != nil && e.Kafka.APIKeyName == "Produce" }},
+		{`request.topics[*] == "orders"`, func(e *dissect.Entry) bool { return e.Kafka != nil && slices.Contains(e.Kafka.Topics, "orders") }},
 		{`postgres and response.sqlState == "42P01"`, func(e *dissect.Entry) bool {
 			return e.Postgres != nil && e.Postgres.Response.Error && e.Postgres.Response.SQLState == "42P01"
 		}},

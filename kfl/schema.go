@@ -514,6 +514,41 @@ func init() {
 	redisFields()
 	grpcFields()
 	postgresFields()
+	kafkaFields()
+}
+
+func kafkaFields() {
+	const k = "kafka"
+	ki := func(f func(x *dissect.Kafka) int64) func(e *dissect.Entry) (int64, bool) {
+		return func(e *dissect.Entry) (int64, bool) {
+			if e.Kafka == nil {
+				return 0, false
+			}
+			return f(e.Kafka), true
+		}
+	}
+	intField("request.apiKey", KindInt, k, "API key: 0 Produce, 1 Fetch, 3 Metadata, …", ki(func(x *dissect.Kafka) int64 { return int64(x.APIKey) }))
+	strField("request.apiKeyName", k, `API name: "Produce", "Fetch", "Metadata", "ApiVersions", …`, func(e *dissect.Entry) (string, bool) {
+		if e.Kafka == nil {
+			return "", false
+		}
+		return e.Kafka.APIKeyName, true
+	})
+	intField("request.apiVersion", KindInt, k, "API version of the request", ki(func(x *dissect.Kafka) int64 { return int64(x.APIVersion) }))
+	intField("request.correlationID", KindInt, k, "correlation id (pairs the response)", ki(func(x *dissect.Kafka) int64 { return int64(x.CorrelationID) }))
+	strField("request.clientID", k, "client id; missing when null", func(e *dissect.Entry) (string, bool) {
+		if e.Kafka == nil {
+			return "", false
+		}
+		return e.Kafka.ClientID, e.Kafka.ClientID != ""
+	})
+	stringList("request.topics[]", k, "topics of Produce, Fetch and Metadata requests (at most 32; none where a version names topics by id)",
+		func(e *dissect.Entry) []string {
+			if e.Kafka == nil {
+				return nil
+			}
+			return e.Kafka.Topics
+		})
 }
 
 func postgresFields() {

@@ -210,6 +210,17 @@ func formatEntry(e *dissect.Entry) string {
 		}
 	case e.TLS != nil:
 		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
+	case e.Kafka != nil:
+		k := e.Kafka
+		fmt.Fprintf(&b, " %s v%d id=%d client=%s", k.APIKeyName, k.APIVersion, k.CorrelationID, k.ClientID)
+		if len(k.Topics) > 0 {
+			fmt.Fprintf(&b, " topics=%s", strings.Join(k.Topics, ","))
+		}
+		if k.HasResponse {
+			fmt.Fprintf(&b, " -> %d bytes %dms", k.ResponseSize, e.ElapsedTime)
+		} else {
+			b.WriteString(" (no response)")
+		}
 	case e.Postgres != nil:
 		x := e.Postgres
 		b.WriteString(" " + x.Request.Type)
