@@ -28,6 +28,9 @@ func entryKey(e *dissect.Entry) string {
 		s += fmt.Sprintf(" %v %v", e.DNS.Request.Questions, e.DNS.Response.Answers)
 	case e.TLS != nil:
 		s += " " + e.TLS.ServerName
+	default:
+		// Redis, PostgreSQL, Kafka: the Kubeshark-shaped objects.
+		s += fmt.Sprintf(" %v %v", e.Request(), e.Response())
 	}
 	return s
 }
@@ -35,7 +38,8 @@ func entryKey(e *dissect.Entry) string {
 // TestWorkersSameEntries: sharding across workers changes only the order
 // of entries between streams, never the entries.
 func TestWorkersSameEntries(t *testing.T) {
-	for _, f := range []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap"} {
+	for _, f := range []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap",
+		"testdata/http2.pcap", "testdata/grpc.pcap", "testdata/postgres.pcap", "testdata/kafka.pcap"} {
 		one, _ := dissectFile(t, f, dissect.Config{Workers: 1})
 		var many []*dissect.Entry
 		ch := make(chan *dissect.Entry, 1024)

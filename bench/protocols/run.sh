@@ -58,3 +58,5 @@ bench http2 dissect/testdata/http2.pcap 1000 'http2' 'http2 and response.status 
 bench grpc dissect/testdata/grpc.pcap 4000 'grpc' 'grpc and response.status == 99' 'http2.header.value == "99"' \
 	-d tcp.port==50051,http2
 bench postgres dissect/testdata/postgres.pcap 1000 'postgres' 'postgres and response.sqlState == "XX999"' 'pgsql.code == "XX999"'
+bench kafka dissect/testdata/kafka.pcap 4000 'kafka' 'kafka and request.apiKeyName == "Nope"' 'kafka.client_id == "nope"' \
+	-d tcp.port==9092,kafka
