@@ -58,7 +58,7 @@ var (
 
 // Assets returns the directory holding kube-apiserver and etcd (the
 // KUBEBUILDER_ASSETS layout): $KUBEBUILDER_ASSETS when set, else what
-// scripts/kube-binaries.sh prints (building them on first use, about 7.5
+// scripts/kube-binaries.sh prints (building them on first use, about 7
 // minutes). It skips the test under -short, and when the binaries cannot
 // be had and CI is not set; on CI it fails.
 func Assets(t testing.TB) string {
