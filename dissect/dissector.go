@@ -152,6 +152,7 @@ type Stats struct {
 	EntriesGRPC     uint64
 	EntriesPostgres uint64
 	EntriesKafka    uint64
+	EntriesAMQP     uint64
 }
 
 // Dissector turns packets into streams and entries. Create it with New, feed

@@ -33,6 +33,8 @@ type Entry struct {
 	Postgres *Postgres `json:"-"`
 	// Kafka is a Kafka request and its response.
 	Kafka *Kafka `json:"-"`
+	// AMQP is an AMQP 0-9-1 method.
+	AMQP *AMQP `json:"-"`
 
 	// L4 is the stream's L3/L4 summary at the time the entry was made. It is
 	// set on every entry (L7 ones too) so that queries can use counters and

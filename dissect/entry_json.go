@@ -52,7 +52,7 @@ func kvMap(kvs []KeyValue) map[string]string { return Headers(kvs).Map() }
 
 // IsL7 reports whether a dissector recognised the entry's protocol.
 func (e *Entry) IsL7() bool {
-	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil || e.Postgres != nil || e.Kafka != nil
+	return e.HTTP != nil || e.DNS != nil || e.TLS != nil || e.Redis != nil || e.Postgres != nil || e.Kafka != nil || e.AMQP != nil
 }
 
 // Request returns the Kubeshark-shaped "request" object of the entry (nil for
@@ -106,6 +106,25 @@ func (e *Entry) Request() map[string]any {
 			"args":     nonNilS(r.Args),
 			"argCount": r.ArgCount,
 		}
+	case e.AMQP != nil:
+		x := e.AMQP
+		m := map[string]any{"method": x.Method, "channel": x.Channel, "fromServer": x.FromServer}
+		for k, v := range map[string]string{"exchange": x.Exchange, "routingKey": x.RoutingKey, "queue": x.Queue,
+			"consumerTag": x.ConsumerTag, "replyText": x.ReplyText} {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		if x.ReplyCode != 0 {
+			m["replyCode"] = x.ReplyCode
+		}
+		if x.BodySize > 0 || x.ContentType != "" {
+			m["bodySize"] = x.BodySize
+			m["properties"] = map[string]any{"contentType": x.ContentType, "contentEncoding": x.ContentEncoding,
+				"deliveryMode": x.DeliveryMode, "correlationId": x.CorrelationID, "replyTo": x.ReplyTo,
+				"expiration": x.Expiration, "messageId": x.MessageID}
+		}
+		return m
 	case e.Kafka != nil:
 		k := e.Kafka
 		parts := k.Partitions
@@ -178,6 +197,8 @@ func (e *Entry) Response() map[string]any {
 			"count": r.Count,
 			"error": r.Error,
 		}
+	case e.AMQP != nil && e.AMQP.HasResponse:
+		return map[string]any{"method": e.AMQP.Response}
 	case e.Kafka != nil && e.Kafka.HasResponse:
 		return map[string]any{"correlationID": e.Kafka.CorrelationID, "size": e.Kafka.ResponseSize}
 	case e.Postgres != nil && e.Postgres.HasResponse:

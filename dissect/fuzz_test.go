@@ -17,7 +17,7 @@ import (
 )
 
 // seedFiles are the captures the netns tests made (see helpers_test.go).
-var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap", "testdata/postgres.pcap", "testdata/kafka.pcap"}
+var seedFiles = []string{"testdata/http.pcap", "testdata/dns.pcap", "testdata/tls.pcap", "testdata/redis.pcap", "testdata/http2.pcap", "testdata/grpc.pcap", "testdata/postgres.pcap", "testdata/kafka.pcap", "testdata/amqp.pcap"}
 
 // seedPayloads returns the TCP (client, server) byte streams and UDP
 // payloads of the seed captures, for the dissector fuzzers.
@@ -360,6 +360,23 @@ func FuzzKafka(f *testing.F) {
 	f.Fuzz(func(t *testing.T, client, server []byte, seg int) {
 		d := New(Config{})
 		feedConversation(d, 9092, append(hello[:len(hello):len(hello)], client...), server, seg%2000)
+		d.Close()
+	})
+}
+
+// FuzzAMQP drives AMQP 0-9-1 framing, method arguments, content headers
+// and -ok pairing: the client's bytes start with the protocol header.
+func FuzzAMQP(f *testing.F) {
+	tcp, _ := seedPayloads(f)
+	for _, s := range tcp {
+		if looksAMQP(s[0]) && len(s[0]) < 8192 && len(s[1]) < 8192 {
+			f.Add(s[0][len(amqpHeader):], s[1], 1460)
+			f.Add(s[0][len(amqpHeader):], s[1], 3)
+		}
+	}
+	f.Fuzz(func(t *testing.T, client, server []byte, seg int) {
+		d := New(Config{})
+		feedConversation(d, 5672, append([]byte(amqpHeader), client...), server, seg%2000)
 		d.Close()
 	})
 }

@@ -174,6 +174,32 @@ type Kafka struct {
 	HasResponse  bool
 }
 
+// AMQP is one AMQP 0-9-1 method: a client's method with the -ok that
+// answered it, or a method alone (basic.publish with its content, a
+// server's basic.deliver, …).
+type AMQP struct {
+	Method      string // "basic.publish", "queue.declare", …
+	Channel     uint16
+	FromServer  bool   // the server sent the method (basic.deliver, connection.start, …)
+	Response    string // the answering method ("queue.declare-ok"), when seen
+	HasResponse bool
+	Exchange    string
+	RoutingKey  string
+	Queue       string
+	ConsumerTag string
+	ReplyCode   int // connection.close, channel.close
+	ReplyText   string
+	// Content (basic.publish, basic.deliver, basic.get-ok, basic.return).
+	BodySize        int64
+	ContentType     string
+	ContentEncoding string
+	DeliveryMode    int
+	CorrelationID   string
+	ReplyTo         string
+	Expiration      string
+	MessageID       string
+}
+
 // GRPC is what gRPC adds to an HTTP/2 stream (Entry.HTTP holds the rest).
 type GRPC struct {
 	Service   string // "helloworld.Greeter", from the path "/helloworld.Greeter/SayHello"

@@ -152,9 +152,13 @@ func checkPGDetails(t *testing.T, entries []*dissect.Entry) {
 		case strings.HasPrefix(q.SQL, "SELECT count(*)"):
 			seen["multi"] = len(r.Tags) == 2 && r.Tags[1] == "UPDATE 1"
 		case q.Type == "extended" && q.SQL == "SELECT name FROM items WHERE id = 2;":
-			if r.Rows == 1 && r.Tags[0] == "SELECT 1" {
+			if r.Rows == 1 && len(r.Tags) == 1 && r.Tags[0] == "SELECT 1" {
 				prepared++
+			} else {
+				t.Logf("pgbench cycle on %s: %+v", e.Stream, x)
 			}
+		case q.Type == "extended" || q.Type == "sync":
+			t.Logf("other extended cycle on %s: %+v", e.Stream, x)
 		case q.Type == "ssl":
 			t.Errorf("SSL accepted? %+v", x)
 		}

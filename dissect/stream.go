@@ -96,10 +96,10 @@ func (r StreamRef) Select(sink Sink) {
 
 // counters of one shard, read concurrently by Stats.
 type counters struct {
-	packets, bytes, decoded, other, fragments, malformed, unknownLink         atomic.Uint64
-	streams, active, expired, evicted, retainOverflow                         atomic.Uint64
-	gaps, retrans, l7Errors, orphans                                          atomic.Uint64
-	entries, eHTTP, eDNS, eTLS, eL4, eRedis, eHTTP2, eGRPC, ePostgres, eKafka atomic.Uint64
+	packets, bytes, decoded, other, fragments, malformed, unknownLink                atomic.Uint64
+	streams, active, expired, evicted, retainOverflow                                atomic.Uint64
+	gaps, retrans, l7Errors, orphans                                                 atomic.Uint64
+	entries, eHTTP, eDNS, eTLS, eL4, eRedis, eHTTP2, eGRPC, ePostgres, eKafka, eAMQP atomic.Uint64
 }
 
 func (c *counters) addTo(s *Stats) {
@@ -129,6 +129,7 @@ func (c *counters) addTo(s *Stats) {
 	s.EntriesGRPC += c.eGRPC.Load()
 	s.EntriesPostgres += c.ePostgres.Load()
 	s.EntriesKafka += c.eKafka.Load()
+	s.EntriesAMQP += c.eAMQP.Load()
 }
 
 // shard owns a part of the stream table (by flow hash) and everything
@@ -422,6 +423,8 @@ func (sh *shard) emit(s *stream, e *Entry) {
 		sh.c.ePostgres.Add(1)
 	case e.Kafka != nil:
 		sh.c.eKafka.Add(1)
+	case e.AMQP != nil:
+		sh.c.eAMQP.Add(1)
 	default:
 		sh.c.eL4.Add(1)
 	}

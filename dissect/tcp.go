@@ -261,6 +261,8 @@ func (sh *shard) detect(s *stream, dir int, b []byte) {
 		s.app = newHTTPApp()
 	case isTCP && looksH2(b):
 		s.app = newH2App(s, dir, true)
+	case isTCP && looksAMQP(b):
+		s.app = newAMQPApp(dir, s)
 	case isTCP && looksRedis(b):
 		s.app = newRedisApp(s)
 	case isTCP && looksPostgres(b):

@@ -226,6 +226,14 @@ func fixtures() map[string]*dissect.Entry {
 			Kafka: &dissect.Kafka{APIKey: 0, APIKeyName: "Produce", APIVersion: 9, CorrelationID: 7, ClientID: "orders-svc",
 				Topics: []string{"orders"}, Partitions: []int32{0}, RequestSize: 180, ResponseSize: 60, HasResponse: true},
 		},
+		"amqp": {
+			Protocol: dissect.Protocol{Name: "amqp", Abbr: "AMQP", Version: "0-9-1", Layer4: "tcp"},
+			Src:      ep("10.0.0.9", 41010, "", ""),
+			Dst:      ep("10.0.5.5", 5672, "", ""),
+			Node:     node1, Timestamp: at(19), Stream: "000000000021_tcp.pcap", StreamID: 21,
+			AMQP: &dissect.AMQP{Method: "basic.publish", Channel: 1, Exchange: "orders", RoutingKey: "eu", BodySize: 230,
+				ContentType: "application/json", DeliveryMode: 2, CorrelationID: "c1"},
+		},
 		"udp": {
 			Protocol: dissect.Protocol{Name: "udp", Abbr: "UDP", Layer4: "udp"},
 			Src:      ep("10.0.0.9", 5000, "", ""),
@@ -255,7 +263,7 @@ func fixtureSlice() []*dissect.Entry {
 
 // check that the fixtures compile against the current model.
 func TestFixtures(t *testing.T) {
-	if len(fixtures()) != 20 {
+	if len(fixtures()) != 21 {
 		t.Fatal("fixtures changed")
 	}
 }

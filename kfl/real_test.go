@@ -60,6 +60,11 @@ func TestOnDissectedCapture(t *testing.T) {
 		{"redis", func(e *dissect.Entry) bool { return e.Redis != nil }},
 		{"postgres", func(e *dissect.Entry) bool { return e.Postgres != nil }},
 		{"kafka", func(e *dissect.Entry) bool { return e.Kafka != nil }},
+		{"amqp", func(e *dissect.Entry) bool { return e.AMQP != nil }},
+		{`amqp and request.method == "basic.deliver" and request.routingKey == "eu"`, func(e *dissect.Entry) bool {
+			return e.AMQP != nil && e.AMQP.Method == "basic.deliver" && e.AMQP.RoutingKey == "eu"
+		}},
+		{`amqp and response.replyCode == 404`, func(e *dissect.Entry) bool { return e.AMQP != nil && e.AMQP.ReplyCode == 404 }},
 		{`kafka and request.apiKeyName == "Produce"`, func(e *dissect.Entry) bool { return e.Kafka != nil && e.Kafka.APIKeyName == "Produce" }},
 		{`request.topics[*] == "orders"`, func(e *dissect.Entry) bool { return e.Kafka != nil && slices.Contains(e.Kafka.Topics, "orders") }},
 		{`postgres and response.sqlState == "42P01"`, func(e *dissect.Entry) bool {

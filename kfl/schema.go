@@ -289,7 +289,16 @@ func init() {
 			return "", false
 		}
 	}
-	strField("request.method", h, `"GET", "POST", …`, rq(func(r *dissect.HTTPRequest) string { return r.Method }))
+	strField("request.method", "http, http2, grpc, amqp", `"GET", "POST", …; for AMQP the method: "basic.publish", "queue.declare", …`,
+		func(e *dissect.Entry) (string, bool) {
+			if e.AMQP != nil {
+				return e.AMQP.Method, true
+			}
+			if r, ok := httpReq(e); ok {
+				return r.Method, true
+			}
+			return "", false
+		})
 	strField("request.path", h, "path without the query string", rq(func(r *dissect.HTTPRequest) string { return r.Path }))
 	strField("request.url", h, "request target as sent, with the query string", rq(func(r *dissect.HTTPRequest) string { return r.URL }))
 	strField("request.host", h, "Host header", rq(func(r *dissect.HTTPRequest) string { return r.Host }))
@@ -320,7 +329,10 @@ func init() {
 			}
 			return dissect.Headers(r.Cookies), true
 		}, false)
-	intField("request.bodySize", KindInt, h, "request body size in bytes", func(e *dissect.Entry) (int64, bool) {
+	intField("request.bodySize", KindInt, "http, http2, grpc, amqp", "request body size in bytes (AMQP: the message body)", func(e *dissect.Entry) (int64, bool) {
+		if e.AMQP != nil {
+			return e.AMQP.BodySize, true
+		}
 		if r, ok := httpReq(e); ok {
 			return r.BodySize, true
 		}
@@ -515,6 +527,32 @@ func init() {
 	grpcFields()
 	postgresFields()
 	kafkaFields()
+	amqpFields()
+}
+
+func amqpFields() {
+	const q = "amqp"
+	as := func(f func(x *dissect.AMQP) string) func(e *dissect.Entry) (string, bool) {
+		return func(e *dissect.Entry) (string, bool) {
+			if e.AMQP == nil {
+				return "", false
+			}
+			s := f(e.AMQP)
+			return s, s != ""
+		}
+	}
+	strField("request.exchange", q, "exchange of basic.publish/deliver/return/get-ok, exchange.declare/delete, queue.bind/unbind; missing when empty (the default exchange)",
+		as(func(x *dissect.AMQP) string { return x.Exchange }))
+	strField("request.routingKey", q, "routing key of basic.publish/deliver/return/get-ok and queue.bind/unbind", as(func(x *dissect.AMQP) string { return x.RoutingKey }))
+	strField("request.queue", q, "queue of queue.* methods, basic.consume and basic.get (a server-named queue from queue.declare-ok)", as(func(x *dissect.AMQP) string { return x.Queue }))
+	strField("request.properties.contentType", q, "content-type property of a message", as(func(x *dissect.AMQP) string { return x.ContentType }))
+	strField("request.properties.correlationId", q, "correlation-id property of a message", as(func(x *dissect.AMQP) string { return x.CorrelationID }))
+	intField("response.replyCode", KindInt, q, "reply code of a connection.close or channel.close (404, 406, …)", func(e *dissect.Entry) (int64, bool) {
+		if e.AMQP == nil || e.AMQP.ReplyCode == 0 {
+			return 0, false
+		}
+		return int64(e.AMQP.ReplyCode), true
+	})
 }
 
 func kafkaFields() {

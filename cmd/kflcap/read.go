@@ -210,6 +210,23 @@ func formatEntry(e *dissect.Entry) string {
 		}
 	case e.TLS != nil:
 		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
+	case e.AMQP != nil:
+		x := e.AMQP
+		fmt.Fprintf(&b, " %s ch=%d", x.Method, x.Channel)
+		for _, kv := range [][2]string{{"exchange", x.Exchange}, {"key", x.RoutingKey}, {"queue", x.Queue}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
+			}
+		}
+		if x.BodySize > 0 {
+			fmt.Fprintf(&b, " body=%d", x.BodySize)
+		}
+		if x.ReplyCode != 0 {
+			fmt.Fprintf(&b, " %d %q", x.ReplyCode, x.ReplyText)
+		}
+		if x.HasResponse {
+			fmt.Fprintf(&b, " -> %s %dms", x.Response, e.ElapsedTime)
+		}
 	case e.Kafka != nil:
 		k := e.Kafka
 		fmt.Fprintf(&b, " %s v%d id=%d client=%s", k.APIKeyName, k.APIVersion, k.CorrelationID, k.ClientID)
