@@ -11,6 +11,7 @@ need=(
   python3:python3 tar:tar gzip:gzip promtool:prometheus aws:awscli
   redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
   psql:postgresql pgbench:postgresql /usr/lib/postgresql/15/bin/postgres:postgresql
+  /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server
 )
 pkgs=()
 for pair in "${need[@]}"; do
