@@ -74,7 +74,7 @@ func main() {
 	benchkit.WaitTCP(pair.A, pair.IPB+":8080")
 
 	cfg := filepath.Join(tmp, "agent.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("kflPcapS3:\n  kflArr: [\"http and response.status == 500\"]\n  maxDuration: 5s\nspool: {dir: %s/spool}\nlocal: {dir: %s/repos}\n", tmp, tmp)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("kflPcapS3:\n  kflArr: [\"http and response.status == 500\"]\n  maxDuration: 5s\ncapture: {lookbackBytes: 0}\nspool: {dir: %s/spool}\nlocal: {dir: %s/repos}\n", tmp, tmp)), 0o644)
 	tdFile := filepath.Join(tmp, "tcpdump.pcap")
 	td := exec.Command("ip", "netns", "exec", pair.A, "tcpdump", "-i", pair.IfA, "-s", "65535", "-B", "32768", "-w", tdFile)
 	var tdErr bytes.Buffer
@@ -137,7 +137,7 @@ func main() {
 	os.RemoveAll(filepath.Join(tmp, "repos"))
 	os.RemoveAll(filepath.Join(tmp, "spool"))
 	cfg2 := filepath.Join(tmp, "agent2.yaml")
-	os.WriteFile(cfg2, []byte(fmt.Sprintf("kflPcapS3:\n  kflArr: [\"udp\"]\n  maxDuration: 5s\nspool: {dir: %s/spool}\nlocal: {dir: %s/repos}\n", tmp, tmp)), 0o644)
+	os.WriteFile(cfg2, []byte(fmt.Sprintf("kflPcapS3:\n  kflArr: [\"udp\"]\n  maxDuration: 5s\ncapture: {lookbackBytes: 0}\nspool: {dir: %s/spool}\nlocal: {dir: %s/repos}\n", tmp, tmp)), 0o644)
 	agent2 := exec.Command("ip", "netns", "exec", pair.A, *bin, "agent", "--config", cfg2)
 	var ag2 benchkit.SyncBuf
 	agent2.Stderr = &ag2

@@ -431,10 +431,17 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	dis = dissect.New(dissect.Config{
 		Workers:           runtime.NumCPU(),
 		StreamRetainBytes: 1 << 20,
-		RetainSelected:    true, // a second job (or one added by SIGHUP) may select a stream later
-		Node:              dissect.Node{Name: cfg.Node.Name, IP: cfg.Node.IP},
-		Logger:            a.log,
-		OnEntry:           a.onEntry,
+		// Packets kept per stream for a later selection: enough for the
+		// start of a connection, and bounded in total so that a node with
+		// 100k streams stays within a few hundred MiB.
+		TotalRetainBytes: 64 << 20,
+		// Keep retaining after a selection only when another job may still
+		// select the stream (a job added by SIGHUP gets its streams' packets
+		// from the moment it starts).
+		RetainSelected: len(a.queries) > 1,
+		Node:           dissect.Node{Name: cfg.Node.Name, IP: cfg.Node.IP},
+		Logger:         a.log,
+		OnEntry:        a.onEntry,
 	})
 
 	// Seal on time, follow the spool, expire idle streams.
