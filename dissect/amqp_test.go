@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,17 +24,37 @@ import (
 // get, and provoke a channel error (a passive declare of a missing queue).
 func amqpTraffic(t *testing.T, p *netnstest.Pair) {
 	const server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-	netnstest.RequireTool(t, server, "env")
+	netnstest.RequireTool(t, server, "sh")
 	dir := t.TempDir()
 	// guest may log in only over loopback by default.
 	if err := os.WriteFile(filepath.Join(dir, "rabbitmq.conf"), []byte("loopback_users = none\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	netnstest.Start(t, p.B, "env", "HOME="+dir, "RABBITMQ_NODENAME=rabbit@localhost",
-		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
-		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq"), "RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "plugins"),
-		"RABBITMQ_PID_FILE="+filepath.Join(dir, "pid"), server)
-	netnstest.WaitListening(t, p.B, "tcp", 5672)
+	// The Erlang VM and epmd outlive the rabbitmq-server script: end every
+	// process of the namespace (all this test's) before it is deleted.
+	t.Cleanup(func() {
+		out, _ := exec.Command("ip", "netns", "pids", p.B).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	// From dir: an Erlang node killed at cleanup leaves MnesiaCore dumps
+	// in its working directory.
+	netnstest.Start(t, p.B, "sh", "-c", `cd "$0" && exec env HOME="$0" RABBITMQ_NODENAME=rabbit@localhost \
+		RABBITMQ_MNESIA_BASE="$0/mnesia" RABBITMQ_LOG_BASE="$0/log" RABBITMQ_CONFIG_FILE="$0/rabbitmq" \
+		RABBITMQ_ENABLED_PLUGINS_FILE="$0/plugins" RABBITMQ_PID_FILE="$0/pid" "$1"`, dir, server)
+	// RabbitMQ boots in 5 s on a quiet machine, 25 s on a busy one: more
+	// than WaitListening waits.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if out, _ := netnstest.Output(p.B, "ss", "-ltn"); strings.Contains(out, ":5672 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rabbitmq-server did not listen on 5672 within 90 s")
+		}
+	}
 	conn, err := amqp.DialConfig("amqp://guest:guest@"+p.IPB+":5672/", amqp.Config{
 		Dial: func(network, addr string) (c net.Conn, err error) {
 			inNetns(t, p.A, func() error {
