@@ -130,7 +130,7 @@ func writeTable(w *bytes.Buffer, kind string, results map[string][]result) {
 		if c.tool == "" {
 			capt, drop = "–", "–"
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %s | %.2f |\n", c.name, m.deliveredPPS, m.gbps, capt, drop, m.cpuSec)
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %s | %.3f |\n", c.name, m.deliveredPPS, m.gbps, capt, drop, m.cpuSec)
 	}
 	ratio := func(a, b string, f func(result) float64) string {
 		x, y := f(med[a]), f(med[b])

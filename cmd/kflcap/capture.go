@@ -192,6 +192,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	live, err := collector.StartLive(collector.LiveOptions{
 		Ifaces: ifaces, Backend: cf.backend, Snaplen: cf.snaplen, RingBytes: cf.ringBytes,
 		PinDir: cf.pinDir, Prefilter: cf.prefilter, Logger: e.log, Inline: true,
+		// Like tcpdump's buffer timeout (1 s by default), a bound on how long
+		// a quiet ring keeps packets: fewer wake-ups, not fewer packets.
+		Reader: collector.ReaderOptions{Deadline: 200 * time.Millisecond},
 	})
 	if err != nil {
 		if outFile != nil {

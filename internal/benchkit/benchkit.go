@@ -11,6 +11,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,8 +85,26 @@ func Sh(name string, args ...string) {
 	}
 }
 
-// CPUSeconds is a process's user+system CPU time so far.
+// CPUSeconds is the CPU time a process's threads have run so far, from
+// /proc/PID/task/*/schedstat (nanoseconds; the tick-sampled utime/stime of
+// /proc/PID/stat are too coarse for a process that uses a few ms a second),
+// falling back to /proc/PID/stat.
 func CPUSeconds(pid int) float64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns float64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			ns += v
+		}
+	}
+	if ns > 0 {
+		return ns / 1e9
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
