@@ -108,9 +108,7 @@ func amqpTraffic(t *testing.T, p *netnstest.Pair) {
 }
 
 func TestAMQPAgainstTshark(t *testing.T) {
-	p := netnstest.NewPair(t)
-	path := capture(t, p, "amqp", func() { amqpTraffic(t, p) })
-	entries, st := dissectFile(t, path, dissect.Config{})
+	path, entries, st := captureClean(t, "amqp", func(p *netnstest.Pair) { amqpTraffic(t, p) })
 	checkAMQPAgainstTshark(t, path, entries)
 	t.Logf("stats %+v", st)
 	checkAMQPDetails(t, entries)

@@ -121,9 +121,7 @@ func grpcTraffic(t *testing.T, p *netnstest.Pair) {
 }
 
 func TestGRPCAgainstTshark(t *testing.T) {
-	p := netnstest.NewPair(t)
-	path := capture(t, p, "grpc", func() { grpcTraffic(t, p) })
-	entries, st := dissectFile(t, path, dissect.Config{})
+	path, entries, st := captureClean(t, "grpc", func(p *netnstest.Pair) { grpcTraffic(t, p) })
 	got, want := h2Tuples(entries), tsharkH2Tuples(t, path)
 	if len(want) < 6 {
 		t.Fatalf("tshark saw only %d gRPC calls: %q", len(want), want)

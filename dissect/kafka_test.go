@@ -89,9 +89,7 @@ func kafkaClient(t *testing.T, p *netnstest.Pair, v *kversion.Versions, n, offse
 }
 
 func TestKafkaAgainstTshark(t *testing.T) {
-	p := netnstest.NewPair(t)
-	path := capture(t, p, "kafka", func() { kafkaTraffic(t, p) })
-	entries, st := dissectFile(t, path, dissect.Config{})
+	path, entries, st := captureClean(t, "kafka", func(p *netnstest.Pair) { kafkaTraffic(t, p) })
 	checkKafkaAgainstTshark(t, path, entries)
 	t.Logf("stats %+v", st)
 	checkKafkaDetails(t, entries)

@@ -68,9 +68,7 @@ func pgTraffic(t *testing.T, p *netnstest.Pair) {
 }
 
 func TestPostgresAgainstTshark(t *testing.T) {
-	p := netnstest.NewPair(t)
-	path := capture(t, p, "postgres", func() { pgTraffic(t, p) })
-	entries, st := dissectFile(t, path, dissect.Config{})
+	path, entries, st := captureClean(t, "postgres", func(p *netnstest.Pair) { pgTraffic(t, p) })
 	checkPGAgainstTshark(t, path, entries)
 	t.Logf("stats %+v", st)
 	checkPGDetails(t, entries)

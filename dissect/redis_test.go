@@ -42,9 +42,7 @@ func redisTraffic(t *testing.T, p *netnstest.Pair) {
 }
 
 func TestRedisAgainstTshark(t *testing.T) {
-	p := netnstest.NewPair(t)
-	path := capture(t, p, "redis", func() { redisTraffic(t, p) })
-	entries, st := dissectFile(t, path, dissect.Config{})
+	path, entries, st := captureClean(t, "redis", func(p *netnstest.Pair) { redisTraffic(t, p) })
 	got, want := redisCommands(entries), tsharkRedisCommands(t, path)
 	if len(want) < 200 {
 		t.Fatalf("tshark saw only %d Redis commands; the traffic did not run", len(want))
