@@ -7,6 +7,7 @@
 #
 #   bench/protocols/run.sh            # all protocols
 #   COPIES=4 bench/protocols/run.sh   # multiply every default copy count
+#   ONLY=kafka bench/protocols/run.sh # one protocol
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=${KFLCAP_BENCH_DIR:-/tmp/kflcap-bench-protocols}
@@ -35,6 +36,7 @@ best() {
 bench() {
 	local name=$1 cap=$2 copies=$(($3 * MUL)) count=$4 miss=$5 tmiss=$6
 	shift 6
+	if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ]; then return; fi
 	local big=$DIR/$name.pcap
 	"$DIR/scale" -n "$copies" "$cap" "$big"
 	local pkts msgs
@@ -60,3 +62,4 @@ bench grpc dissect/testdata/grpc.pcap 4000 'grpc' 'grpc and response.status == 9
 bench postgres dissect/testdata/postgres.pcap 1000 'postgres' 'postgres and response.sqlState == "XX999"' 'pgsql.code == "XX999"'
 bench kafka dissect/testdata/kafka.pcap 4000 'kafka' 'kafka and request.apiKeyName == "Nope"' 'kafka.client_id == "nope"' \
 	-d tcp.port==9092,kafka
+bench amqp dissect/testdata/amqp.pcap 10000 'amqp' 'amqp and request.routingKey == "nope"' 'amqp.method.arguments.routing_key == "nope"'
