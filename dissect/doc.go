@@ -10,7 +10,8 @@
 // "<id>_<tcp|udp>.pcap"), reassembles TCP per direction, and runs the L7
 // dissector chosen by content (ports are only a hint for DNS): HTTP/1.x, HTTP/2 (prior
 // knowledge, Upgrade: h2c, or frames seen mid-connection) with gRPC over it,
-// DNS over UDP and TCP, TLS hellos, Redis RESP2/RESP3, and PostgreSQL.
+// DNS over UDP and TCP, TLS hellos, Redis RESP2/RESP3, PostgreSQL, Kafka
+// and AMQP 0-9-1.
 // Every stream yields at least one entry: streams no dissector recognises
 // get one L4 entry ("tcp"/"udp").
 //
@@ -52,7 +53,7 @@
 // StreamRetainBytes and TotalRetainBytes cap retained packets
 // (Stats.RetainOverflow); out-of-order TCP data, HTTP header blocks, TLS
 // hellos, Redis values (streamed, only a preview is kept), HTTP/2 frames
-// and open streams, PostgreSQL messages and pending requests have fixed
-// caps. Malformed packets are counted
+// and open streams, PostgreSQL, Kafka and AMQP frames (larger ones are
+// skipped, not buffered) and pending requests have fixed caps. Malformed packets are counted
 // (Stats.Malformed) and skipped; no input makes the dissector panic.
 package dissect
