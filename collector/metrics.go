@@ -172,10 +172,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		c(m.malformed, float64(st.Malformed))
 		c(m.userDrops, float64(st.StreamsEvicted), "stream_table_full")
 		c(m.userDrops, float64(st.RetainOverflow), "retain_overflow")
-		c(m.entries, float64(st.EntriesHTTP), "http")
-		c(m.entries, float64(st.EntriesDNS), "dns")
-		c(m.entries, float64(st.EntriesTLS), "tls")
-		c(m.entries, float64(st.EntriesL4), "l4")
+		for proto, n := range map[string]uint64{
+			"http": st.EntriesHTTP, "http2": st.EntriesHTTP2, "grpc": st.EntriesGRPC, "dns": st.EntriesDNS,
+			"tls": st.EntriesTLS, "redis": st.EntriesRedis, "postgres": st.EntriesPostgres, "kafka": st.EntriesKafka,
+			"amqp": st.EntriesAMQP, "l4": st.EntriesL4,
+		} {
+			c(m.entries, float64(n), proto)
+		}
 	}
 	sealed := map[string]float64{"kfl": 0, "trigger": 0}
 	failed := map[string]float64{"kfl": 0, "trigger": 0}
