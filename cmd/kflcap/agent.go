@@ -21,6 +21,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/collector"
+	"github.com/kflcap/kflcap/collector/kube"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/kfl"
@@ -348,6 +349,26 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			},
 		},
 	}
+	// Kubernetes names (pods, services) when in a cluster or given a
+	// kubeconfig; failures leave names unknown, never stop capture.
+	var (
+		resolver    dissect.Resolver
+		podResolver trigger.PodResolver
+		extraColl   []prometheus.Collector
+	)
+	if ko, ok := kube.FromConfig(cfg.Kubernetes, cfg.Node.Name); ok {
+		ko.Names, ko.Logger = a.names, a.log
+		kctx, stopKube := context.WithCancel(context.Background())
+		defer stopKube()
+		if r, err := kube.Start(kctx, ko); err != nil {
+			a.log.Warn("Kubernetes names unavailable: entries and repositories carry IPs only", "err", err)
+		} else {
+			defer r.Close()
+			resolver, podResolver = r, r
+			extraColl = append(extraColl, kube.NewMetrics(r))
+			a.log.Info("resolving names from the Kubernetes API", "node", cfg.Node.Name, "kubeconfig", ko.Kubeconfig != "")
+		}
+	}
 	dedup := collector.NewDedup(int64(50*time.Millisecond), 16)
 	var apiServer atomic.Pointer[trigger.Server]
 	metrics := collector.NewMetrics(collector.MetricsSources{
@@ -388,7 +409,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	if cfg.API.Listen != "" {
 		srv, err := trigger.NewServer(a.triggers, trigger.Config{
 			Listen: cfg.API.Listen, Token: string(cfg.API.Token), TLSCert: cfg.API.TLSCert, TLSKey: cfg.API.TLSKey,
-			Rules: a.rules, Logger: a.log,
+			Rules: a.rules, Logger: a.log, Resolver: podResolver,
 		})
 		if err != nil {
 			live.Close()
@@ -421,7 +442,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 				return errors.New("no interface attached")
 			}
 			return nil
-		}, func() agentStatus { return a.status(live, dis) })
+		}, func() agentStatus { return a.status(live, dis) }, extraColl...)
 		if err != nil {
 			live.Close()
 			return usageErrorf("config: metrics.listen: %v", err)
@@ -429,6 +450,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		defer srv.Close()
 	}
 	dis = dissect.New(dissect.Config{
+		Resolver:          resolver,
 		Workers:           runtime.NumCPU(),
 		StreamRetainBytes: 1 << 20,
 		// Packets kept per stream for a later selection: enough for the
@@ -640,9 +662,10 @@ func (a *agent) shutdown(live *collector.Live, dis *dissect.Dissector, stopOutbo
 
 // serveMetrics serves /metrics (Prometheus), /healthz (the process is
 // alive) and /readyz (capture attached and reading) on addr.
-func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() error, status func() agentStatus) (*http.Server, error) {
+func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() error, status func() agentStatus, extra ...prometheus.Collector) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(extra...)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
