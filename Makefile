@@ -6,7 +6,7 @@ BIN := bin/kflcap
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: help deps generate check-generate build test test-short bench lint run clean
+.PHONY: help deps servers generate check-generate build test test-short bench lint run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -23,9 +23,13 @@ check-generate: generate ## fail when the committed BPF objects differ from a re
 build: ## build bin/kflcap
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kflcap
 
-test: deps ## run every test (as root: attach tests need CAP_BPF and netns)
+test: deps servers ## run every test (as root: attach tests need CAP_BPF and netns)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
+
+servers: ## build the MinIO, kube-apiserver and etcd the tests run (once, cached in ~/.cache/kflcap)
+	@sh scripts/minio.sh >/dev/null
+	@sh scripts/kube-binaries.sh >/dev/null
 
 test-short: ## unit tests only (no root needed)
 	$(GO) test -count=1 -short ./...
