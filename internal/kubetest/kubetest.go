@@ -21,12 +21,12 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/kflcap/kflcap/internal/toolcache"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,11 +50,7 @@ const ServiceCIDR = "10.96.0.0/16"
 // UserName is the name of Cluster.User (token authenticated, no group).
 const UserName = "kflcap-test-user"
 
-var (
-	assetsOnce sync.Once
-	assetsDir  string
-	assetsErr  error
-)
+var kubeBinaries = toolcache.Tool{Env: "KUBEBUILDER_ASSETS", Script: "kube-binaries.sh", What: "kube-apiserver"}
 
 // Assets returns the directory holding kube-apiserver and etcd (the
 // KUBEBUILDER_ASSETS layout): $KUBEBUILDER_ASSETS when set, else what
@@ -66,30 +62,7 @@ func Assets(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("kubetest: a real API server is not a short test")
 	}
-	assetsOnce.Do(func() {
-		if p := os.Getenv("KUBEBUILDER_ASSETS"); p != "" {
-			assetsDir = p
-			return
-		}
-		_, file, _, _ := runtime.Caller(0)
-		script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "kube-binaries.sh")
-		var stderr bytes.Buffer
-		cmd := exec.Command("sh", script)
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			assetsErr = fmt.Errorf("scripts/kube-binaries.sh: %v\n%s", err, lastLines(stderr.String(), 30))
-			return
-		}
-		assetsDir = strings.TrimSpace(string(out))
-	})
-	if assetsErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(assetsErr)
-		}
-		t.Skipf("no kube-apiserver: %v", assetsErr)
-	}
-	return assetsDir
+	return kubeBinaries.Path(t)
 }
 
 func lastLines(s string, n int) string {

@@ -11,12 +11,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"github.com/kflcap/kflcap/internal/toolcache"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -34,41 +33,14 @@ const (
 	Region    = "us-east-1"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+var minio = toolcache.Tool{Env: "KFLCAP_MINIO", Script: "minio.sh", What: "MinIO server"}
 
 // Binary returns the MinIO server binary: $KFLCAP_MINIO when set, else
 // what scripts/minio.sh prints (building it on first use). It skips the
 // test when the binary cannot be had and CI is not set; on CI it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("KFLCAP_MINIO"); p != "" {
-			binPath = p
-			return
-		}
-		_, file, _, _ := runtime.Caller(0)
-		script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "minio.sh")
-		var stderr bytes.Buffer
-		cmd := exec.Command("sh", script)
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			binErr = fmt.Errorf("scripts/minio.sh: %v\n%s", err, stderr.String())
-			return
-		}
-		binPath = strings.TrimSpace(string(out))
-	})
-	if binErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(binErr)
-		}
-		t.Skipf("no MinIO server: %v", binErr)
-	}
-	return binPath
+	return minio.Path(t)
 }
 
 // Server is a running MinIO.
