@@ -70,23 +70,7 @@ type kafkaApp struct {
 	stopped   bool // framing lost: nothing more is parsed
 }
 
-type kafkaHalf struct {
-	buf  []byte
-	skip int
-}
-
-// keep holds the unparsed tail b for the next segment. When b is the end
-// of buf it moves only if something was parsed: a frame arriving a byte per
-// segment must not be copied once per byte.
-func (h *kafkaHalf) keep(b []byte, buffered bool) {
-	if !buffered {
-		h.buf = append(h.buf[:0], b...)
-		return
-	}
-	if len(b) < len(h.buf) {
-		h.buf = h.buf[:copy(h.buf, b)]
-	}
-}
+type kafkaHalf struct{ tail }
 
 type kafkaReq struct {
 	ts time.Time

@@ -51,21 +51,7 @@ type pgApp struct {
 	prepared  map[string]string
 }
 
-type pgHalf struct {
-	buf  []byte
-	skip int // bytes of an oversized message still to skip
-}
-
-// keep holds the unparsed tail b for the next segment (see kafkaHalf.keep).
-func (h *pgHalf) keep(b []byte, buffered bool) {
-	if !buffered {
-		h.buf = append(h.buf[:0], b...)
-		return
-	}
-	if len(b) < len(h.buf) {
-		h.buf = h.buf[:copy(h.buf, b)]
-	}
-}
+type pgHalf struct{ tail }
 
 // pgCycle is one request and what the server answered to it.
 type pgCycle struct {
