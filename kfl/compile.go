@@ -934,25 +934,8 @@ func cmpOrder(op tokKind, c int) bool {
 	return false
 }
 
-func cmpInt(op tokKind, a, b int64) bool {
-	switch op {
-	case tEq:
-		return a == b
-	case tNe:
-		return a != b
-	case tLt:
-		return a < b
-	case tLe:
-		return a <= b
-	case tGt:
-		return a > b
-	case tGe:
-		return a >= b
-	}
-	return false
-}
-
-func cmpFloat(op tokKind, a, b float64) bool {
+// cmpOrdered applies a comparison operator to two numbers.
+func cmpOrdered[T int64 | float64](op tokKind, a, b T) bool {
 	switch op {
 	case tEq:
 		return a == b
@@ -973,16 +956,16 @@ func cmpFloat(op tokKind, a, b float64) bool {
 func cmpValues(dom domain, op tokKind, a, b value) bool {
 	switch dom {
 	case dInt:
-		return cmpInt(op, a.n, b.n)
+		return cmpOrdered(op, a.n, b.n)
 	case dFloat:
-		return cmpFloat(op, a.f, b.f)
+		return cmpOrdered(op, a.f, b.f)
 	case dString:
 		return cmpOrder(op, strings.Compare(a.s, b.s))
 	case dBytes:
 		return cmpOrder(op, bytes.Compare(a.b, b.b))
 	case dNumStr:
 		f, err := strconv.ParseFloat(strings.TrimSpace(a.s), 64)
-		return err == nil && cmpFloat(op, f, b.f)
+		return err == nil && cmpOrdered(op, f, b.f)
 	case dIP:
 		return cmpOrder(op, a.ip.Unmap().Compare(b.ip.Unmap()))
 	case dBool:
@@ -995,7 +978,7 @@ func cmpValues(dom domain, op tokKind, a, b value) bool {
 		case KindString:
 			return cmpOrder(op, strings.Compare(a.s, b.s))
 		case KindFloat:
-			return cmpFloat(op, a.f, b.f)
+			return cmpOrdered(op, a.f, b.f)
 		case KindBool:
 			if op != tEq && op != tNe {
 				return false
@@ -1043,7 +1026,7 @@ func constPred(dom domain, op tokKind, c value) func(value) bool {
 		}
 	case dFloat:
 		// Fields are ints unless they come from JSON; the constant is float.
-		return func(v value) bool { return cmpFloat(op, float64(v.n), c.f) }
+		return func(v value) bool { return cmpOrdered(op, float64(v.n), c.f) }
 	}
 	return func(v value) bool { return cmpValues(dom, op, v, c) }
 }
