@@ -27,9 +27,10 @@ test: deps servers ## run every test (as root: attach tests need CAP_BPF and net
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
 
-servers: ## build the MinIO, kube-apiserver and etcd the tests run (once, cached in ~/.cache/kflcap)
+servers: ## build the MinIO, kube-apiserver, etcd and helm the tests run (once, cached in ~/.cache/kflcap)
 	@sh scripts/minio.sh >/dev/null
 	@sh scripts/kube-binaries.sh >/dev/null
+	@sh scripts/helm.sh >/dev/null
 
 test-short: ## unit tests only (no root needed)
 	$(GO) test -count=1 -short ./...
