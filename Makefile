@@ -6,7 +6,7 @@ BIN := bin/kflcap
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: help deps servers generate check-generate build test test-short bench lint run clean
+.PHONY: help deps servers manifests generate check-generate build test test-short bench lint run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ servers: ## build the MinIO, kube-apiserver, etcd and helm the tests run (once, 
 	@sh scripts/minio.sh >/dev/null
 	@sh scripts/kube-binaries.sh >/dev/null
 	@sh scripts/helm.sh >/dev/null
+
+manifests: ## render deploy/manifests/kflcap.yaml from the Helm chart's defaults (deploy's tests compare them)
+	@out=deploy/manifests/kflcap.yaml; helm=$$(sh scripts/helm.sh) && \
+	$$helm template kflcap deploy/chart/kflcap --namespace kflcap >$$out.tmp && mv $$out.tmp $$out || { rm -f $$out.tmp; exit 1; }
 
 test-short: ## unit tests only (no root needed)
 	$(GO) test -count=1 -short ./...

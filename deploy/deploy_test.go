@@ -21,6 +21,13 @@ func documents(t *testing.T, path string) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parse(t, path, b)
+}
+
+// parse decodes a YAML stream (a file, or what helm rendered), failing the
+// test on a syntax error or a duplicate key.
+func parse(t *testing.T, name string, b []byte) []map[string]any {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var docs []map[string]any
 	for {
@@ -30,7 +37,7 @@ func documents(t *testing.T, path string) []map[string]any {
 			return docs
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", path, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		docs = append(docs, d)
 	}

@@ -1,5 +1,23 @@
-// Package deploy holds kflcap's deployment files: the Dockerfile, plain
-// manifests for the DaemonSet (manifests/), and a Falco http_output
-// example. Its test checks the manifests against the agent's own
-// configuration loader, so the two cannot drift apart.
+// Package deploy holds kflcap's deployment files: the Dockerfile, the Helm
+// chart (chart/kflcap), the plain manifests for the DaemonSet
+// (manifests/kflcap.yaml), a Falco http_output example
+// (manifests/falco-http-output.yaml) and a Grafana dashboard.
+//
+// The chart is the source: manifests/kflcap.yaml is its rendering with the
+// default values, byte for byte. After editing the chart, regenerate it with
+//
+//	make manifests
+//
+// which runs, with the helm that scripts/helm.sh builds,
+//
+//	helm template kflcap deploy/chart/kflcap --namespace kflcap >deploy/manifests/kflcap.yaml
+//
+// The tests check that the two agree, that helm lint --strict passes, that
+// values reach the objects (privileged fallback, ServiceMonitor, ports) and
+// that values.schema.json rejects bad ones, that the ConfigMap is a valid
+// agent configuration, and that a real kube-apiserver (internal/kubetest)
+// accepts every object with strict server-side field validation, dry run
+// first, then for real. The helm and API server tests need the binaries
+// scripts/ builds (make servers); without them they are skipped, except on
+// CI (CI=true), and -short skips them.
 package deploy
