@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/kflcap/kflcap/bpf"
 )
@@ -37,13 +38,20 @@ type LiveOptions struct {
 // Batches); call Close when done to read final counters and free the
 // objects.
 type Live struct {
-	Stages    Stages
-	objs      *bpf.Objects
-	reader    *Reader
-	backend   bpf.Backend
-	mu        sync.RWMutex
-	attached  map[int]*bpf.Attachment // by ifindex
-	ifaces    map[int]Iface
+	Stages   Stages
+	objs     *bpf.Objects
+	reader   *Reader
+	backend  bpf.Backend
+	mu       sync.RWMutex
+	attached map[int]*bpf.Attachment // by ifindex
+	ifaces   map[int]Iface
+	// removed keeps a detached interface's description for a while: its
+	// last packets are still in the ring, and the reader needs its link
+	// type to decode them.
+	removed map[int]removedIface
+	// final holds the kernel counters read just before Stop detached
+	// everything (detaching forgets an interface's counters).
+	final     map[bpf.IfKey]bpf.Counters
 	cancel    context.CancelFunc
 	ctx       context.Context
 	done      chan struct{}
@@ -77,7 +85,7 @@ func StartLive(opts LiveOptions) (*Live, error) {
 		return nil, err
 	}
 	l := &Live{objs: objs, done: make(chan struct{}), log: opts.Logger, backend: opts.Backend,
-		attached: map[int]*bpf.Attachment{}, ifaces: map[int]Iface{}}
+		attached: map[int]*bpf.Attachment{}, ifaces: map[int]Iface{}, removed: map[int]removedIface{}}
 	if !opts.Prefilter.Empty() {
 		if err := objs.SetPrefilter(opts.Prefilter); err != nil {
 			objs.Close()
@@ -159,12 +167,33 @@ func (l *Live) Add(ifc Iface) error {
 	return nil
 }
 
+// removedIface is an interface detached at a time.
+type removedIface struct {
+	Iface
+	at time.Time
+}
+
+// removedKeep is how long a detached interface is still described: far
+// longer than the reader takes to drain what the ring holds of it.
+const removedKeep = 30 * time.Second
+
 // Remove detaches from the interface with that index (gone, usually).
+// Its packets already in the ring are still delivered, described by
+// Iface.
 func (l *Live) Remove(index int) error {
+	now := time.Now()
 	l.mu.Lock()
 	a, ok := l.attached[index]
 	delete(l.attached, index)
+	if ifc, known := l.ifaces[index]; known {
+		l.removed[index] = removedIface{ifc, now}
+	}
 	delete(l.ifaces, index)
+	for i, r := range l.removed {
+		if now.Sub(r.at) > removedKeep {
+			delete(l.removed, i)
+		}
+	}
 	l.mu.Unlock()
 	if !ok {
 		return nil
@@ -172,12 +201,16 @@ func (l *Live) Remove(index int) error {
 	return l.objs.Detach(a)
 }
 
-// Iface returns what is known of an attached interface.
+// Iface returns what is known of an attached interface, or of one
+// detached less than half a minute ago.
 func (l *Live) Iface(index int) (Iface, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	ifc, ok := l.ifaces[index]
-	return ifc, ok
+	if ifc, ok := l.ifaces[index]; ok {
+		return ifc, true
+	}
+	r, ok := l.removed[index]
+	return r.Iface, ok
 }
 
 // Objects gives access to the loaded programs (prefilter updates, counters).
@@ -189,6 +222,11 @@ func (l *Live) Stop() error {
 	var err error
 	l.stopOnce.Do(func() {
 		var errs []error
+		if c, err := l.objs.Counters(); err == nil {
+			l.mu.Lock()
+			l.final = c
+			l.mu.Unlock()
+		}
 		for _, a := range l.Attachments() {
 			if e := l.Remove(a.Iface.Index); e != nil {
 				errs = append(errs, e)
@@ -206,8 +244,17 @@ func (l *Live) Wait() error {
 	return l.err
 }
 
-// Counters reads the kernel counters.
-func (l *Live) Counters() (map[bpf.IfKey]bpf.Counters, error) { return l.objs.Counters() }
+// Counters reads the kernel counters; after Stop, those read as it
+// began (before detaching forgot them).
+func (l *Live) Counters() (map[bpf.IfKey]bpf.Counters, error) {
+	l.mu.RLock()
+	final := l.final
+	l.mu.RUnlock()
+	if final != nil {
+		return final, nil
+	}
+	return l.objs.Counters()
+}
 
 // Close stops (if needed), waits, and frees the programs and maps.
 func (l *Live) Close() error {
