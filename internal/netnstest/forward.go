@@ -26,6 +26,7 @@ type Forward struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
+	errs     []error
 }
 
 // NewForward listens on 127.0.0.1 inside namespace ns and relays every
@@ -46,8 +47,10 @@ func NewForward(t testing.TB, ns, target string) *Forward {
 
 // listenIn opens a TCP listener inside namespace ns. A socket belongs to
 // the namespace of the thread that created it, so the listener is made on
-// a locked thread moved into ns; the thread is never unlocked, which makes
-// the runtime discard it rather than reuse it in the wrong namespace.
+// a locked thread moved into ns and back. The thread must come back
+// rather than be discarded: a child started from it with Pdeathsig
+// (kubetest's API server) would be killed when it ends. Only if the way
+// back fails is it left locked, for the runtime to end.
 func listenIn(ns, addr string) (net.Listener, error) {
 	type result struct {
 		ln  net.Listener
@@ -56,17 +59,31 @@ func listenIn(ns, addr string) (net.Listener, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
+		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		defer orig.Close()
+		target, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
 			return
 		}
 		ln, err := net.Listen("tcp", addr)
+		if berr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); berr != nil {
+			ch <- result{ln, err}
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- result{ln, err}
 	}()
 	r := <-ch
@@ -104,6 +121,9 @@ func (f *Forward) relay(in net.Conn) {
 	defer in.Close()
 	out, err := net.Dial("tcp", f.target)
 	if err != nil {
+		f.mu.Lock()
+		f.errs = append(f.errs, err)
+		f.mu.Unlock()
 		return
 	}
 	defer out.Close()
@@ -138,6 +158,13 @@ func (c counting) Write(p []byte) (int, error) {
 // Bytes returns the bytes relayed so far: up from the namespace's
 // clients to the target, down from the target to them.
 func (f *Forward) Bytes() (up, down int64) { return f.up.Load(), f.down.Load() }
+
+// Errors returns the errors met dialling the target, if any.
+func (f *Forward) Errors() []error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]error(nil), f.errs...)
+}
 
 // Close stops listening, closes every relayed connection and waits for
 // the relays to end.
