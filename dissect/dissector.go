@@ -24,10 +24,25 @@ type Packet struct {
 	Outgoing  bool            // captured leaving the interface (egress); false for ingress or unknown
 }
 
-// Resolver names endpoints (Kubernetes pod or service and namespace). It is
-// called from the dissector's workers and must be safe for concurrent use.
+// Resolver names endpoints (Kubernetes pod or service, its namespace and
+// labels; or a name learnt from DNS or /etc/hosts). An empty name means
+// unknown. It is called from the dissector's workers and must be safe for
+// concurrent use; the labels returned are shared and never modified.
 type Resolver interface {
-	Resolve(ip netip.Addr, port uint16) (name, namespace string)
+	Resolve(ip netip.Addr, port uint16) (name, namespace string, labels map[string]string)
+}
+
+// Resolvers asks each resolver in turn; the first that knows a name answers.
+type Resolvers []Resolver
+
+// Resolve implements Resolver.
+func (rs Resolvers) Resolve(ip netip.Addr, port uint16) (name, namespace string, labels map[string]string) {
+	for _, r := range rs {
+		if name, namespace, labels = r.Resolve(ip, port); name != "" {
+			return
+		}
+	}
+	return "", "", nil
 }
 
 // Sink receives the packets of the streams it was selected for with

@@ -63,13 +63,15 @@ type Protocol struct {
 	Layer4  string `json:"layer4"`  // "tcp" or "udp"
 }
 
-// Endpoint is one side of an entry. Name and Namespace come from name
-// resolution and are empty when unknown.
+// Endpoint is one side of an entry. Name, Namespace and Labels come from
+// name resolution and are empty when unknown. Labels are shared with the
+// resolver and must not be modified.
 type Endpoint struct {
-	IP        netip.Addr `json:"ip"`
-	Port      uint16     `json:"port"`
-	Name      string     `json:"name"`
-	Namespace string     `json:"namespace"`
+	IP        netip.Addr        `json:"ip"`
+	Port      uint16            `json:"port"`
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels,omitempty"`
 }
 
 // Node is the capturing node.

@@ -391,8 +391,8 @@ func (sh *shard) newEntry(s *stream, clientDir int, ts time.Time) *Entry {
 	}
 	e.Protocol.Layer4 = s.l4name()
 	if r := sh.d.cfg.Resolver; r != nil {
-		e.Src.Name, e.Src.Namespace = r.Resolve(e.Src.IP, e.Src.Port)
-		e.Dst.Name, e.Dst.Namespace = r.Resolve(e.Dst.IP, e.Dst.Port)
+		e.Src.Name, e.Src.Namespace, e.Src.Labels = r.Resolve(e.Src.IP, e.Src.Port)
+		e.Dst.Name, e.Dst.Namespace, e.Dst.Labels = r.Resolve(e.Dst.IP, e.Dst.Port)
 	}
 	up, down := clientDir, 1-clientDir
 	e.L4 = &L4Stream{

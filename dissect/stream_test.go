@@ -41,8 +41,8 @@ func frame(t *testing.T, udp bool, src, dst string, sport, dport uint16, flags s
 
 type nameResolver map[string]string
 
-func (r nameResolver) Resolve(ip netip.Addr, port uint16) (string, string) {
-	return r[ip.String()], "ns-" + r[ip.String()]
+func (r nameResolver) Resolve(ip netip.Addr, port uint16) (string, string, map[string]string) {
+	return r[ip.String()], "ns-" + r[ip.String()], map[string]string{"app": r[ip.String()]}
 }
 
 // TestL4EntryExpiryResolver: a TCP stream no dissector knows gets one L4
@@ -75,7 +75,7 @@ func TestL4EntryExpiryResolver(t *testing.T) {
 	}
 	e := entries[0]
 	if e.Src.Port != 40000 || e.Dst.Port != 2222 || e.L4.PacketsUp != 1 || e.L4.PacketsDown != 9 || !e.L4.SYN ||
-		e.Src.Name != "client" || e.Dst.Namespace != "ns-server" || e.Node.Name != "node-1" || e.Stream != "000000000001_tcp.pcap" {
+		e.Src.Name != "client" || e.Dst.Namespace != "ns-server" || e.Dst.Labels["app"] != "server" || e.Node.Name != "node-1" || e.Stream != "000000000001_tcp.pcap" {
 		t.Errorf("L4 entry: %+v %+v", e, *e.L4)
 	}
 	// The unanswered DNS query is emitted when its stream expires (UDP, 10 s).

@@ -146,10 +146,26 @@ func endpointFields(side string, ep func(e *dissect.Entry) *dissect.Endpoint) {
 		}})
 	intField(side+".port", KindPort, "", "L4 port of the "+side+" side (0 for ICMP)",
 		func(e *dissect.Entry) (int64, bool) { return int64(ep(e).Port), true })
-	strField(side+".name", "", "resolved name (service.namespace or pod name); missing when unknown",
+	strField(side+".name", "", "resolved name: pod or service name, or a name from DNS answers or /etc/hosts; missing when unknown",
 		func(e *dissect.Entry) (string, bool) { s := ep(e).Name; return s, s != "" })
 	strField(side+".namespace", "", "Kubernetes namespace; missing when unknown",
 		func(e *dissect.Entry) (string, bool) { s := ep(e).Namespace; return s, s != "" })
+	labels := func(e *dissect.Entry, k string) (string, bool) { v, ok := ep(e).Labels[k]; return v, ok }
+	addField(&field{path: side + ".labels{}", kind: KindString,
+		doc: "Kubernetes label of the " + side + " pod or service by key; missing when unknown",
+		key: func(e *dissect.Entry, k string) (value, bool) {
+			s, ok := labels(e, k)
+			return value{s: s}, ok
+		},
+		keyStr: labels,
+		each: func(e *dissect.Entry, pred func(value) bool) bool {
+			for _, v := range ep(e).Labels {
+				if pred(value{s: v}) {
+					return true
+				}
+			}
+			return false
+		}})
 }
 
 // headers look up case-insensitively, as HTTP field names compare.

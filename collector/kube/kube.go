@@ -418,14 +418,14 @@ func (r *Resolver) Close() {
 	})
 }
 
-// Resolve implements dissect.Resolver: the name and namespace of the pod or
-// service at ip (and port, for a service's cluster IP), or "" when unknown.
-// Lock-free.
-func (r *Resolver) Resolve(ip netip.Addr, port uint16) (name, namespace string) {
+// Resolve implements dissect.Resolver: the name, namespace and labels of
+// the pod or service at ip (and port, for a service's cluster IP), or ""
+// when unknown. Lock-free.
+func (r *Resolver) Resolve(ip netip.Addr, port uint16) (name, namespace string, labels map[string]string) {
 	if id := r.t.resolve(ip, port); id != nil {
-		return id.Name, id.Namespace
+		return id.Name, id.Namespace, id.Labels
 	}
-	return "", ""
+	return "", "", nil
 }
 
 // Lookup returns the full identity (kind and labels included) that ip

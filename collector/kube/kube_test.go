@@ -48,7 +48,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func resolvesTo(r *Resolver, ip string, port uint16, name, ns string) func() bool {
 	a := netip.MustParseAddr(ip)
 	return func() bool {
-		n, s := r.Resolve(a, port)
+		n, s, _ := r.Resolve(a, port)
 		return n == name && s == ns
 	}
 }
@@ -263,9 +263,12 @@ func TestResolverAPIServer(t *testing.T) {
 		{"10.244.2.30", 80, "", ""},                 // remote pod behind no service: not watched
 		{"10.96.0.1", 443, "kubernetes", "default"}, // the API server's own service
 	} {
-		if n, ns := r.Resolve(netip.MustParseAddr(c.ip), c.port); n != c.name || ns != c.ns {
+		if n, ns, _ := r.Resolve(netip.MustParseAddr(c.ip), c.port); n != c.name || ns != c.ns {
 			t.Errorf("Resolve(%s, %d) = %q, %q; want %q, %q", c.ip, c.port, n, ns, c.name, c.ns)
 		}
+	}
+	if _, _, l := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); l["app"] != "web" || l["v"] != "1" {
+		t.Errorf("Resolve(web-1) labels %v", l)
 	}
 	if id, ok := r.Lookup(netip.MustParseAddr("10.244.1.10")); !ok || id.Kind != KindPod || id.Labels["app"] != "web" {
 		t.Errorf("Lookup(web-1) = %+v, %v", id, ok)
@@ -309,7 +312,7 @@ func TestResolverAPIServer(t *testing.T) {
 	c.applySlice(slice("shop", "web-x1", "web", 8080, map[string]string{"10.244.1.11": "web-2"}))
 	eventually(t, "web-1's pod deleted", func() bool { return r.Stats().Pods == 1 })
 	// Entries of streams ending just after still name it (Linger) …
-	if n, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "web-1" {
+	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "web-1" {
 		t.Errorf("just after the delete: %q, want web-1 (lingering)", n)
 	}
 	// … and then it is forgotten by the live view.
@@ -403,7 +406,7 @@ func TestResolverAPIServerDown(t *testing.T) {
 	if s := denied.Stats(); s.Synced || s.RequestErrors != 0 {
 		t.Errorf("without RBAC rights: %+v", s)
 	}
-	if n, _ := denied.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "" {
+	if n, _, _ := denied.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "" {
 		t.Errorf("resolved %q without RBAC rights", n)
 	}
 	denied.Close()
@@ -417,7 +420,7 @@ func TestResolverAPIServerDown(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if n, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "web-1" {
+	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "web-1" {
 		t.Errorf("with the API server down: %q, want web-1 (known names stay)", n)
 	}
 }
@@ -444,7 +447,7 @@ current-context: c
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Start took %v", d)
 	}
-	if n, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "" {
+	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "" {
 		t.Errorf("resolved %q with no API server", n)
 	}
 	eventually(t, "errors counted", func() bool { s := r.Stats(); return s.WatchErrors > 0 && s.RequestErrors > 0 })
@@ -477,7 +480,7 @@ func TestFakeClientset(t *testing.T) {
 	defer r.Close()
 	eventually(t, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
 	eventually(t, "web", resolvesTo(r, "10.96.0.20", 80, "web", "shop"))
-	if n, _ := r.Resolve(netip.MustParseAddr("192.0.2.1"), 80); n != "" {
+	if n, _, _ := r.Resolve(netip.MustParseAddr("192.0.2.1"), 80); n != "" {
 		t.Errorf("host-network pod claimed the node's address: %q", n)
 	}
 	if err := cs.CoreV1().Pods("shop").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
@@ -495,7 +498,7 @@ func TestFakeClientset(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "job-1 seen", func() bool { return r.Stats().Pods == 2 }) // proxy, job-1
-	if n, _ := r.Resolve(netip.MustParseAddr("10.244.1.12"), 80); n != "" {
+	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.12"), 80); n != "" {
 		t.Errorf("finished pod resolved: %q", n)
 	}
 }
