@@ -11,21 +11,39 @@ import (
 )
 
 // NameRecord is one name resolution as name_resolution_history.json
-// records it.
+// records it. Source is kept in memory only.
 type NameRecord struct {
 	FullAddress string
 	Namespace   string
+	Source      NameSource `json:"-"`
 }
 
+// NameSource says where a name was learnt.
+type NameSource uint8
+
+const (
+	SourceHosts      NameSource = iota + 1 // an /etc/hosts line
+	SourceDNS                              // a DNS answer seen in traffic
+	SourceKubernetes                       // a pod, service or endpointslice
+)
+
 // Names keeps the history of name resolutions learnt on this node (from
-// /etc/hosts, DNS answers seen in traffic and, later, Kubernetes), each with
-// the time it was learnt, so that a repository can carry the resolutions
-// valid over its time span. The history is bounded: the oldest
-// superseded records go first. Safe for concurrent use.
+// /etc/hosts, DNS answers seen in traffic and Kubernetes), each with the
+// time it was learnt, so that a repository can carry the resolutions
+// valid over its time span. It also names addresses for entries from
+// what DNS and /etc/hosts taught it (Kubernetes names are answered by
+// their own resolver, which knows when a pod is gone).
+//
+// The history is bounded per key: past the bound, the oldest superseded
+// records go first, so that a long-lived name is not pushed out by a
+// churning one; only when more keys than the bound are current do the
+// oldest of them go, from the history and the names alike. Safe for
+// concurrent use.
 type Names struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	log     []nameEvent
 	current map[string]NameRecord
+	learnt  map[netip.Addr]NameRecord // DNS and /etc/hosts names of addresses
 	max     int
 }
 
@@ -40,7 +58,7 @@ func NewNames(max int) *Names {
 	if max <= 0 {
 		max = 100_000
 	}
-	return &Names{current: map[string]NameRecord{}, max: max}
+	return &Names{current: map[string]NameRecord{}, learnt: map[netip.Addr]NameRecord{}, max: max}
 }
 
 // Add records that key ("ip" or "ip:port") resolves to rec from time at on.
@@ -52,16 +70,75 @@ func (n *Names) Add(at time.Time, key string, rec NameRecord) {
 		return
 	}
 	n.current[key] = rec
-	n.log = append(n.log, nameEvent{at.Unix(), key, rec})
-	if len(n.log) > n.max {
-		n.log = append(n.log[:0], n.log[len(n.log)-n.max:]...)
+	if rec.Source != SourceKubernetes {
+		if a, err := netip.ParseAddr(key); err == nil {
+			n.learnt[a.Unmap()] = rec
+		}
 	}
+	n.log = append(n.log, nameEvent{at.Unix(), key, rec})
+	if len(n.log) > n.max+n.max/4 {
+		n.trim()
+	}
+}
+
+// trim brings the history down to max records: superseded records first,
+// oldest first; then, if there are still too many, the oldest current
+// ones, which are forgotten.
+func (n *Names) trim() {
+	latest := make(map[string]int, len(n.current))
+	for i, e := range n.log {
+		latest[e.key] = i
+	}
+	excess := len(n.log) - n.max
+	drop := make([]bool, len(n.log))
+	for i, e := range n.log {
+		if excess == 0 {
+			break
+		}
+		if latest[e.key] != i {
+			drop[i] = true
+			excess--
+		}
+	}
+	for i, e := range n.log {
+		if excess == 0 {
+			break
+		}
+		if !drop[i] {
+			drop[i] = true
+			excess--
+			delete(n.current, e.key)
+			if a, err := netip.ParseAddr(e.key); err == nil {
+				delete(n.learnt, a.Unmap())
+			}
+		}
+	}
+	kept := n.log[:0]
+	for i, e := range n.log {
+		if !drop[i] {
+			kept = append(kept, e)
+		}
+	}
+	clear(n.log[len(kept):])
+	n.log = kept
+}
+
+// Resolve implements dissect.Resolver with the names DNS answers and
+// /etc/hosts gave addresses (no namespace, no labels).
+func (n *Names) Resolve(ip netip.Addr, _ uint16) (name, namespace string, labels map[string]string) {
+	n.mu.RLock()
+	r, ok := n.learnt[ip.Unmap()]
+	n.mu.RUnlock()
+	if !ok {
+		return "", "", nil
+	}
+	return r.FullAddress, r.Namespace, nil
 }
 
 // Lookup returns the current name of key.
 func (n *Names) Lookup(key string) (NameRecord, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.mu.RLock()
+	defer n.mu.RUnlock()
 	r, ok := n.current[key]
 	return r, ok
 }
@@ -70,8 +147,8 @@ func (n *Names) Lookup(key string) (NameRecord, bool) {
 // resolutions valid at from (each under the time it was learnt) and every
 // change up to to.
 func (n *Names) History(from, to time.Time) map[string]map[string]NameRecord {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.mu.RLock()
+	defer n.mu.RUnlock()
 	out := map[string]map[string]NameRecord{}
 	put := func(e nameEvent) {
 		k := strconv.FormatInt(e.at, 10)
@@ -114,7 +191,7 @@ func (n *Names) LoadHosts(path string, at time.Time) error {
 		if err != nil || addr.IsLoopback() {
 			continue
 		}
-		n.Add(at, addr.String(), NameRecord{FullAddress: fields[1]})
+		n.Add(at, addr.String(), NameRecord{FullAddress: fields[1], Source: SourceHosts})
 	}
 	return sc.Err()
 }

@@ -350,9 +350,10 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		},
 	}
 	// Kubernetes names (pods, services) when in a cluster or given a
-	// kubeconfig; failures leave names unknown, never stop capture.
+	// kubeconfig; failures leave names unknown, never stop capture. Names
+	// from DNS answers and /etc/hosts name the other addresses.
 	var (
-		resolver    dissect.Resolver
+		resolver    dissect.Resolver = a.names
 		podResolver trigger.PodResolver
 		extraColl   []prometheus.Collector
 	)
@@ -364,7 +365,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			a.log.Warn("Kubernetes names unavailable: entries and repositories carry IPs only", "err", err)
 		} else {
 			defer r.Close()
-			resolver, podResolver = r, r
+			resolver, podResolver = dissect.Resolvers{r, a.names}, r
 			extraColl = append(extraColl, kube.NewMetrics(r))
 			a.log.Info("resolving names from the Kubernetes API", "node", cfg.Node.Name, "kubeconfig", ko.Kubeconfig != "")
 		}
@@ -614,7 +615,7 @@ func (a *agent) onEntry(e *dissect.Entry, s dissect.StreamRef) {
 		at := time.UnixMilli(e.Timestamp)
 		for _, r := range e.DNS.Response.Answers {
 			if r.IP != "" {
-				a.names.Add(at, r.IP, collector.NameRecord{FullAddress: strings.TrimSuffix(r.Name, ".")})
+				a.names.Add(at, r.IP, collector.NameRecord{FullAddress: strings.TrimSuffix(r.Name, "."), Source: collector.SourceDNS})
 			}
 		}
 	}

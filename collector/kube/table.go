@@ -27,9 +27,9 @@ type Identity struct {
 // its name, a service by "svc.ns", as Kubeshark writes them.
 func (id *Identity) record() collector.NameRecord {
 	if id.Kind == KindService {
-		return collector.NameRecord{FullAddress: id.Name + "." + id.Namespace, Namespace: id.Namespace}
+		return collector.NameRecord{FullAddress: id.Name + "." + id.Namespace, Namespace: id.Namespace, Source: collector.SourceKubernetes}
 	}
-	return collector.NameRecord{FullAddress: id.Name, Namespace: id.Namespace}
+	return collector.NameRecord{FullAddress: id.Name, Namespace: id.Namespace, Source: collector.SourceKubernetes}
 }
 
 // Claim priorities: when several objects claim one address, the highest

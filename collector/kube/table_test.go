@@ -118,8 +118,8 @@ func TestTableLingerAndHistory(t *testing.T) {
 
 	h := names.History(t0, t0.Add(200*time.Second))
 	want := map[string]map[string]collector.NameRecord{
-		"1800000000": {"10.244.1.10": {FullAddress: "web-1", Namespace: "shop"}},
-		"1800000100": {"10.244.1.10": {FullAddress: "web-3", Namespace: "shop"}},
+		"1800000000": {"10.244.1.10": {FullAddress: "web-1", Namespace: "shop", Source: collector.SourceKubernetes}},
+		"1800000100": {"10.244.1.10": {FullAddress: "web-3", Namespace: "shop", Source: collector.SourceKubernetes}},
 	}
 	if !equalHistory(h, want) {
 		t.Fatalf("history:\n got %v\nwant %v", h, want)
@@ -135,7 +135,7 @@ func TestTableLingerAndHistory(t *testing.T) {
 		map[netip.AddrPort]claim{netip.AddrPortFrom(svcIP, 80): {id: webSvc, prio: prioService}})
 	h = names.History(t0.Add(100*time.Second), t0.Add(100*time.Second))
 	for _, k := range []string{"10.96.0.20", "10.96.0.20:80"} {
-		if r := h["1800000100"][k]; r != (collector.NameRecord{FullAddress: "web.shop", Namespace: "shop"}) {
+		if r := h["1800000100"][k]; r != (collector.NameRecord{FullAddress: "web.shop", Namespace: "shop", Source: collector.SourceKubernetes}) {
 			t.Fatalf("%s: %+v", k, r)
 		}
 	}
