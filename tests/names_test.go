@@ -1,0 +1,375 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kflcap/kflcap/internal/kubetest"
+	"github.com/kflcap/kflcap/internal/netnstest"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+)
+
+// get fetches url from namespace ns on a new connection and returns the
+// client port curl used.
+func get(t *testing.T, ns, url string) string {
+	t.Helper()
+	return strings.TrimSpace(netnstest.Exec(t, ns, "curl", "-sS", "-o", "/dev/null", "-w", "%{local_port}", url))
+}
+
+// keptPorts returns the client ports of the TCP connections to port svc in
+// job index's repositories (merged pcaps, read by tshark), sorted.
+func keptPorts(t *testing.T, repos []repo, index int, svc int) []string {
+	t.Helper()
+	var ports []string
+	for _, r := range repos {
+		if r.content["kfl_index"] != float64(index) {
+			continue
+		}
+		for port := range flows(t, r.files[fmt.Sprint(r.content["pcap_file_name"])], "tcp", svc) {
+			ports = append(ports, port)
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+// historyNames returns, for one key, every name a job's repositories'
+// name_resolution_history.json gives it, with the second it was learnt.
+func historyNames(repos []repo, index int, key string) map[string]int64 {
+	out := map[string]int64{}
+	for _, r := range repos {
+		if r.content["kfl_index"] != float64(index) {
+			continue
+		}
+		for sec, m := range r.history {
+			if rec, ok := m[key]; ok {
+				s, _ := strconv.ParseInt(sec, 10, 64)
+				out[rec["FullAddress"]] = s
+			}
+		}
+	}
+	return out
+}
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
+
+// waitCount waits until the process's stderr holds s at least n times.
+func waitCount(t *testing.T, p *proc, s string, n int, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); strings.Count(p.Stderr(), s) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q printed %d times within %v, want %d:\n%s", s, strings.Count(p.Stderr(), s), timeout, n, p.Stderr())
+		}
+	}
+}
+
+// TestAgentKubernetesNames runs the agent, in its namespace, against a
+// real kube-apiserver (reached through a relay, as a pod on the host
+// network reaches it), with only the documented RBAC rights. Pods,
+// services and endpointslices change while traffic flows; queries on
+// names, namespaces and labels select the right connections at each
+// moment, and each repository's name history says which pod an address
+// was, also for a pod deleted mid-run.
+func TestAgentKubernetesNames(t *testing.T) {
+	p := netnstest.NewPair(t)
+	startServersForAgent(t, p)
+	kc := kubetest.Start(t)
+	cs := kc.AdminClient
+	ctx := context.Background()
+	grantNodeReader(t, cs, kubetest.UserName)
+	for _, ns := range []string{"shop", "front"} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runPod := func(ns, name string, labels map[string]string, ip string) {
+		t.Helper()
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "c", Image: "example.invalid/none"}}},
+		}
+		pod, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod.Status.Phase, pod.Status.PodIP, pod.Status.PodIPs = corev1.PodRunning, ip, []corev1.PodIP{{IP: ip}}
+		if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slice := func(podName string) *discoveryv1.EndpointSlice {
+		port, proto, pname := int32(8080), corev1.ProtocolTCP, "http"
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "web-x1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{p.IPB},
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: podName}}},
+		}
+	}
+
+	// The cluster before the agent starts: a client pod and web-1 (the
+	// HTTP server's address) behind the service web.
+	runPod("front", "client-1", map[string]string{"app": "client"}, p.IPA)
+	runPod("shop", "web-1", map[string]string{"app": "web", "version": "1"}, p.IPB)
+	svc, err := cs.CoreV1().Services("shop").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices("shop").Create(ctx, slice("web-1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The agent reaches the API server through a relay inside its
+	// namespace, as the user with the DaemonSet's rights.
+	fwd := netnstest.NewForward(t, p.A, strings.TrimPrefix(kc.Host, "https://"))
+	dir := t.TempDir()
+	b, err := os.ReadFile(kc.UserKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(b), kc.Host, "https://"+fwd.Addr)), 0o600)
+	queries := []string{
+		`http and dst.name == "web-1" and dst.labels.app == "web"`,
+		`http and dst.name == "web-2" and dst.labels.version == "2"`,
+		`http and src.namespace == "front" and src.name.startsWith("client-") and dst.namespace == "shop"`,
+	}
+	cfg := fmt.Sprintf(`node: {name: node-a, ip: %s}
+capture: {interfaces: [any]}
+kubernetes: {kubeconfig: %s}
+kflPcapS3:
+  kflArr: [%q, %q, %q]
+  verbose: true
+spool: {dir: %s/spool}
+local: {dir: %s/repos}
+`, p.IPA, kubeconfig, queries[0], queries[1], queries[2], dir, dir)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	env := startAgent(t, p, dir, cfgPath)
+	env.agent.waitStderr(t, "resolving names from the Kubernetes API", 10*time.Second)
+	if strings.Contains(env.agent.Stderr(), "not synced yet") {
+		t.Fatalf("the agent did not sync with the API server; relay errors %v; agent:\n%s", fwd.Errors(), env.agent.Stderr())
+	}
+	url := "http://" + p.IPB + ":8080/"
+
+	// Phase 1: the server is web-1. Names are resolved when an entry is
+	// made; wait for those entries before the cluster changes.
+	phase1 := []string{get(t, p.A, url), get(t, p.A, url), get(t, p.A, url)}
+	t1 := time.Now()
+	waitCount(t, env.agent, `msg="stream selected" job=0 `, 3, 10*time.Second)
+
+	// web-1 is deleted mid-run and web-2 takes its address (a new
+	// version of the deployment); the service's slice follows.
+	time.Sleep(time.Until(t1.Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	t2 := time.Now()
+	if err := cs.CoreV1().Pods("shop").Delete(ctx, "web-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	runPod("shop", "web-2", map[string]string{"app": "web", "version": "2"}, p.IPB)
+	if _, err := cs.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice("web-2"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The watch delivers within moments; give it a second before the
+	// traffic that must be named web-2.
+	time.Sleep(time.Second)
+
+	// Phase 2: the server is web-2.
+	phase2 := []string{get(t, p.A, url), get(t, p.A, url)}
+	env.stop(t)
+	repos := readRepos(t, env.local)
+	if len(repos) == 0 {
+		t.Fatalf("no repositories; agent:\n%s", env.agent.Stderr())
+	}
+	for _, r := range repos {
+		idx := int(r.content["kfl_index"].(float64))
+		checkShape(t, r, idx, queries[idx])
+	}
+
+	// Each query kept exactly the connections of its time, every packet
+	// of them (tcpdump's count per connection).
+	oracle := flows(t, env.oracle, "tcp", 8080)
+	for i, want := range [][]string{sorted(phase1...), sorted(phase2...), sorted(append(phase1, phase2...)...)} {
+		got := keptPorts(t, repos, i, 8080)
+		if !slices.Equal(got, want) {
+			t.Errorf("job %d (%s) kept connections %v, want %v", i, queries[i], got, want)
+		}
+		for _, r := range repos {
+			if r.content["kfl_index"] != float64(i) {
+				continue
+			}
+			for port, n := range flows(t, r.files[fmt.Sprint(r.content["pcap_file_name"])], "tcp", 8080) {
+				if n != oracle[port] {
+					t.Errorf("job %d, connection %s: %d packets, tcpdump saw %d", i, port, n, oracle[port])
+				}
+			}
+		}
+	}
+
+	// The name histories: job 0's repository (phase 1 only), sealed
+	// after web-1 was deleted, still names the server web-1; job 1's
+	// (phase 2 only) names it web-2, learnt at t2; job 2's, spanning
+	// both, has both, each at its time. The client and the service
+	// (cluster IP and port) are named too.
+	for _, c := range []struct {
+		job  int
+		key  string
+		name string
+		from time.Time
+		to   time.Time
+	}{
+		{0, p.IPB, "web-1", time.Time{}, t1},
+		{0, p.IPA, "client-1", time.Time{}, t1},
+		{0, svc.Spec.ClusterIP + ":80", "web.shop", time.Time{}, t1},
+		{1, p.IPB, "web-2", t2, time.Now()},
+		{2, p.IPA, "client-1", time.Time{}, t1},
+		{2, p.IPB, "web-1", time.Time{}, t1},
+		{2, p.IPB, "web-2", t2, time.Now()},
+	} {
+		names := historyNames(repos, c.job, c.key)
+		sec, ok := names[c.name]
+		if !ok {
+			t.Errorf("job %d history: %s is never %s (%v)", c.job, c.key, c.name, names)
+			continue
+		}
+		if sec < c.from.Unix() || sec > c.to.Unix() {
+			t.Errorf("job %d history: %s → %s at %d, want within [%d, %d]", c.job, c.key, c.name, sec, c.from.Unix(), c.to.Unix())
+		}
+	}
+	for _, r := range repos {
+		for sec, m := range r.history {
+			if rec, ok := m[p.IPB]; ok && rec["FullAddress"] != "web-1" && rec["FullAddress"] != "web-2" {
+				t.Errorf("%s: history at %s names the server %v", r.name, sec, rec)
+			}
+			if rec, ok := m[p.IPB]; ok && rec["Namespace"] != "shop" {
+				t.Errorf("%s: history at %s: namespace %q", r.name, sec, rec["Namespace"])
+			}
+		}
+	}
+
+	// The relay carried the agent's list and watch traffic: the lists at
+	// start and the few events since, not a stream of re-lists.
+	if t.Failed() {
+		t.Logf("agent:\n%s\nrelay errors: %v", env.agent.Stderr(), fwd.Errors())
+	}
+	up, down := fwd.Bytes()
+	t.Logf("API server traffic: %d bytes up, %d down", up, down)
+	if down == 0 {
+		t.Error("nothing came from the API server through the relay")
+	}
+	if !strings.Contains(env.agent.Stderr(), "resolving names from the Kubernetes API") || strings.Contains(env.agent.Stderr(), "Kubernetes names unavailable") {
+		t.Errorf("agent log:\n%s", env.agent.Stderr())
+	}
+}
+
+// grantNodeReader gives user the ClusterRole of deploy/manifests: get,
+// list and watch pods, services and endpointslices, nothing else.
+func grantNodeReader(t *testing.T, cs kubernetes.Interface, user string) {
+	t.Helper()
+	ctx := context.Background()
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "kflcap"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods", "services"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bind := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kflcap"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "kflcap"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, bind, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAgentDNSAndHostsNames: addresses outside Kubernetes are named by
+// the DNS answers the agent sees and by /etc/hosts, and queries select on
+// those names. A connection made before its name was seen in DNS is not
+// named.
+func TestAgentDNSAndHostsNames(t *testing.T) {
+	p := netnstest.NewPair(t)
+	netnstest.RequireTool(t, "python3", "curl", "dig", "dnsmasq", "tshark", "tcpdump")
+	const other = "10.99.0.3"
+	netnstest.Exec(t, p.B, "ip", "addr", "add", other+"/24", "dev", p.IfB)
+	netnstest.Start(t, p.B, "python3", "testdata/statusserver.py", p.IPB, "8080")
+	netnstest.Start(t, p.B, "python3", "testdata/statusserver.py", other, "8080")
+	netnstest.Start(t, p.B, "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--listen-address="+p.IPB, "--bind-interfaces",
+		"--address=/web.example.test/"+other, "--pid-file=")
+	netnstest.WaitListening(t, p.B, "tcp", 8080)
+	netnstest.WaitListening(t, p.B, "udp", 53)
+
+	// ip netns exec mounts /etc/netns/<ns>/hosts over /etc/hosts.
+	etc := filepath.Join("/etc/netns", p.A)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	os.WriteFile(filepath.Join(etc, "hosts"), []byte("127.0.0.1 localhost\n"+p.IPB+" status.hosts.test status\n"), 0o644)
+
+	dir := t.TempDir()
+	queries := []string{`http and dst.name == "web.example.test"`, `http and dst.name == "status.hosts.test"`}
+	cfg := fmt.Sprintf(`node: {name: test-node, ip: %s}
+capture: {interfaces: [any]}
+kubernetes: {enabled: "false"}
+kflPcapS3:
+  kflArr: [%q, %q]
+spool: {dir: %s/spool}
+local: {dir: %s/repos}
+`, p.IPA, queries[0], queries[1], dir, dir)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	env := startAgent(t, p, dir, cfgPath)
+
+	before := get(t, p.A, "http://"+other+":8080/")
+	if out := netnstest.Exec(t, p.A, "dig", "+short", "+tries=1", "+time=2", "@"+p.IPB, "web.example.test"); strings.TrimSpace(out) != other {
+		t.Fatalf("dig web.example.test: %q", out)
+	}
+	time.Sleep(200 * time.Millisecond) // the answer is dissected before the next connection ends
+	after := get(t, p.A, "http://"+other+":8080/")
+	// The agent stops at once: the last connection is still in the ring
+	// when the programs are detached, and must be decoded all the same.
+	hosts := get(t, p.A, "http://"+p.IPB+":8080/")
+	env.stop(t)
+	if m := regexp.MustCompile(`msg=stopped packets_seen=(\d+)`).FindStringSubmatch(env.agent.Stderr()); m == nil || m[1] == "0" {
+		t.Errorf("the stop summary does not count the packets seen: %v", m)
+	}
+	repos := readRepos(t, env.local)
+	for _, r := range repos {
+		idx := int(r.content["kfl_index"].(float64))
+		checkShape(t, r, idx, queries[idx])
+	}
+	if got := keptPorts(t, repos, 0, 8080); !slices.Equal(got, []string{after}) {
+		t.Errorf("DNS-named job kept %v, want only %s (the connection before the answer, %s, has no name)", got, after, before)
+	}
+	if got := keptPorts(t, repos, 1, 8080); !slices.Equal(got, []string{hosts}) {
+		t.Errorf("hosts-named job kept %v, want %s", got, hosts)
+	}
+	if n := historyNames(repos, 0, other); n["web.example.test"] == 0 {
+		t.Errorf("job 0 history for %s: %v", other, n)
+	}
+	if n := historyNames(repos, 1, p.IPB); n["status.hosts.test"] == 0 {
+		t.Errorf("job 1 history for %s: %v", p.IPB, n)
+	}
+}
