@@ -361,11 +361,19 @@ func TestUploadS3Outage(t *testing.T) {
 	if !strings.Contains(agent.Stderr(), "network") {
 		t.Errorf("the agent's log does not say the store is unreachable:\n%s", tail(agent.Stderr(), 20))
 	}
+	// Unready while the store was down, naming it; capture went on.
+	if out, err := netnstest.Output(p.A, "curl", "-sS", "-w", " %{http_code}", "http://127.0.0.1:9750/readyz"); err != nil ||
+		!strings.Contains(out, "sink s3") || !strings.HasSuffix(strings.TrimSpace(out), " 503") {
+		t.Errorf("/readyz during the outage: %q, %v; want 503 naming sink s3", out, err)
+	}
 	time.Sleep(2 * time.Second)
 	stop()
 	// The outbox retries with backoff (up to a minute here, after 30 s of
 	// failures): wait for it rather than for the shutdown's grace.
 	waitOutboxEmpty(t, dir, 100*time.Second, agent)
+	if out, err := netnstest.Output(p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/readyz"); err != nil || strings.TrimSpace(out) != "ready" {
+		t.Errorf("/readyz after the store came back: %q, %v", out, err)
+	}
 	stopAgent(t, agent)
 	n := checkBucket(t, srv, dir, agent)
 	t.Logf("%d archives in all, each exactly once", n)

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +107,41 @@ type agent struct {
 	lookback *collector.Lookback
 	triggers *collector.Triggers
 	rules    []trigger.Rule
+	sinkErrs sinkHealth
+}
+
+// sinkHealth is whether each sink took the last thing it was asked to
+// (the start-up check, then every delivery): /readyz reports the sinks
+// that did not.
+type sinkHealth struct {
+	mu   sync.Mutex
+	errs map[string]error
+}
+
+func (h *sinkHealth) set(sink string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.errs == nil {
+		h.errs = map[string]error{}
+	}
+	if err == nil {
+		delete(h.errs, sink)
+	} else {
+		h.errs[sink] = err
+	}
+}
+
+// err names the failing sinks with their last error, sorted; nil when
+// every sink is reachable.
+func (h *sinkHealth) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	names := slices.Sorted(maps.Keys(h.errs))
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, fmt.Errorf("sink %s: %w", n, h.errs[n]))
+	}
+	return errors.Join(errs...)
 }
 
 // jobSet is the running jobs and their compiled queries, swapped as a
@@ -217,8 +254,12 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	go func() { // advice only: archives wait in the outbox either way
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := upload.Check(ctx, a.sinks); err != nil {
-			a.log.Error("upload: the store cannot take archives yet; they wait in the outbox", "err", err)
+		for _, s := range a.sinks {
+			err := upload.Check(ctx, []upload.Sink{s})
+			a.sinkErrs.set(s.Name(), err)
+			if err != nil {
+				a.log.Error("upload: the store cannot take archives yet; they wait in the outbox", "sink", s.Name(), "err", err)
+			}
 		}
 	}()
 	slackCtx, stopSlack := context.WithCancel(context.Background())
@@ -402,6 +443,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			reason = upload.Reason(d.Err)
 		}
 		metrics.ObserveUpload(d.Sink, d.Err == nil, reason, d.Latency)
+		a.sinkErrs.set(d.Sink, d.Err)
 		a.slack.OnDelivery(d)
 		if d.Err == nil {
 			a.triggers.MarkDelivered(d.Archive.Name, d.URL)
@@ -442,7 +484,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			if len(live.Attachments()) == 0 {
 				return errors.New("no interface attached")
 			}
-			return nil
+			return a.sinkErrs.err()
 		}, func() agentStatus { return a.status(live, dis) }, extraColl...)
 		if err != nil {
 			live.Close()
