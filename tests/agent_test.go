@@ -583,6 +583,23 @@ func TestAgentReload(t *testing.T) {
 	if v := metricValue(t, metrics(), "kflcap_kfl_matches_total", `job="0"`, `query="dns"`); v != 3 {
 		t.Errorf("the reloaded job selected %v streams, want the 3 DNS flows after the reload", v)
 	}
+
+	// An edited file is picked up without a signal (a ConfigMap update
+	// swaps the mounted file, as here: a new file renamed over it). The
+	// unchanged job keeps its open repository.
+	b, _ := os.ReadFile(cfg)
+	next := strings.Replace(string(b), `kflArr: ["dns"]`, `kflArr: ["dns", "udp and dst.port == 9999"]`, 1)
+	os.WriteFile(cfg+".new", []byte(next), 0o644)
+	os.Rename(cfg+".new", cfg)
+	env.agent.waitStderr(t, "msg=\"configuration file changed: reloading\"", 10*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(env.agent.Stderr(), "msg=reloaded") < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second reload:\n%s", env.agent.Stderr())
+		}
+	}
+	if !strings.Contains(env.agent.Stderr(), "msg=reloaded jobs=2 kept=1") {
+		t.Errorf("the file reload did not add the job and keep the first:\n%s", env.agent.Stderr())
+	}
 	env.stop(t)
 	if strings.Count(env.agent.Stderr(), "tcx") != attachedBefore {
 		t.Errorf("the reload reattached:\n%s", env.agent.Stderr())

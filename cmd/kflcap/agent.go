@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -540,11 +541,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			a.reload(live, triggersOn)
-		}
-	}()
+	go a.reloadLoop(ctx, hup, live, triggersOn)
 
 	// Tick after every batch hands the workers what Feed has buffered (so
 	// entries, and selections, follow the traffic closely) and, when the
@@ -592,6 +589,47 @@ feed:
 	stopTick()
 	tickers.Wait()
 	return errors.Join(readErr, a.shutdown(live, dis, stopOutbox, outboxDone, grace))
+}
+
+// configPoll is how often the configuration file is compared with what
+// was last loaded.
+const configPoll = 2 * time.Second
+
+// reloadLoop reloads on SIGHUP, and when the configuration file's content
+// changes: in Kubernetes an edited ConfigMap reaches the mounted file by
+// itself (the kubelet swaps it within a minute or so), and nobody sends a
+// signal.
+func (a *agent) reloadLoop(ctx context.Context, hup <-chan os.Signal, live *collector.Live, triggersOn bool) {
+	if a.cfgPath == "" {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				a.reload(live, triggersOn)
+			}
+		}
+	}
+	last, _ := os.ReadFile(a.cfgPath)
+	tick := time.NewTicker(configPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			last, _ = os.ReadFile(a.cfgPath)
+			a.reload(live, triggersOn)
+		case <-tick.C:
+			b, err := os.ReadFile(a.cfgPath)
+			if err != nil || bytes.Equal(b, last) {
+				continue
+			}
+			last = b
+			a.log.Info("configuration file changed: reloading", "path", a.cfgPath)
+			a.reload(live, triggersOn)
+		}
+	}
 }
 
 // reload re-reads the configuration file (SIGHUP) and swaps the jobs
