@@ -427,6 +427,40 @@ triggers:
 	if code != 200 || len(body["captures"].([]any)) < 2 {
 		t.Errorf("list after the burst: %d %v", code, body)
 	}
+
+	// Trigger rules reload with the file: the terminal-shell alert matches
+	// no rule, then the edited configuration adds one and the same alert
+	// starts a capture, without a restart.
+	shell := alertFile(t, dir, "falco_terminal_shell.json", p, time.Now())
+	if code, body := apiCall(t, p.A, "POST", "/api/v1/alerts/falco", triggerToken, shell); code != 202 || body["result"] != "unmatched" {
+		t.Fatalf("shell alert before the reload: %d %v", code, body)
+	}
+	b, _ := os.ReadFile(cfgPath)
+	edited := string(b) + fmt.Sprintf(`  - name: shell
+    match: {rules: ["Terminal shell in container"]}
+    kfl: 'dst.ip == "%s"'
+    duration: 2s
+`, p.IPB)
+	os.WriteFile(cfgPath+".new", []byte(edited), 0o644)
+	os.Rename(cfgPath+".new", cfgPath)
+	env.agent.waitStderr(t, "trigger_rules=2", 10*time.Second)
+	// (The burst's captures may still hold the engine's cap: 429 until
+	// they end.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		shell = alertFile(t, dir, "falco_terminal_shell.json", p, time.Now())
+		code, body := apiCall(t, p.A, "POST", "/api/v1/alerts/falco", triggerToken, shell)
+		if code == 429 && time.Now().Before(deadline) {
+			continue
+		}
+		if code != 201 || body["result"] != "started" {
+			t.Errorf("shell alert after the reload: %d %v", code, body)
+		}
+		break
+	}
+	// A broken rule set changes nothing.
+	os.WriteFile(cfgPath+".new", []byte(edited+"  - name: broken\n    match: {priority: Loud}\n"), 0o644)
+	os.Rename(cfgPath+".new", cfgPath)
+	env.agent.waitStderr(t, "configuration not reloaded", 10*time.Second)
 }
 
 // agentPID is the agent's pid: ip netns exec execs the binary in place.

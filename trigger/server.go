@@ -85,6 +85,7 @@ type Server struct {
 	inflight chan struct{}
 	tokenSum [32]byte
 	c        counters
+	rules    atomic.Pointer[[]Rule] // swapped whole by SetRules
 }
 
 // NewServer checks the configuration and builds the server. It refuses a
@@ -117,17 +118,11 @@ func NewServer(caps Captures, cfg Config) (*Server, error) {
 	if cfg.IntakeWait <= 0 {
 		cfg.IntakeWait = 10 * time.Second
 	}
-	if cfg.Rules == nil {
-		cfg.Rules = []Rule{DefaultRule()}
+	rules, err := compileRules(cfg.Rules)
+	if err != nil {
+		return nil, err
 	}
-	rules := make([]Rule, len(cfg.Rules))
-	for i, r := range cfg.Rules {
-		if err := r.compile(); err != nil {
-			return nil, fmt.Errorf("triggers[%d]%s", i, prefixErr(err))
-		}
-		rules[i] = r
-	}
-	cfg.Rules = rules
+	cfg.Rules = nil // s.rules holds them
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -143,6 +138,7 @@ func NewServer(caps Captures, cfg Config) (*Server, error) {
 		inflight: make(chan struct{}, cfg.MaxInFlight),
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 	}
+	s.rules.Store(&rules)
 	s.mux.HandleFunc("POST /api/v1/captures", s.createCapture)
 	s.mux.HandleFunc("GET /api/v1/captures", s.listCaptures)
 	s.mux.HandleFunc("GET /api/v1/captures/{id}", s.getCapture)
@@ -153,6 +149,36 @@ func NewServer(caps Captures, cfg Config) (*Server, error) {
 	})
 	return s, nil
 }
+
+// compileRules checks rules (nil: DefaultRule) and returns compiled copies.
+func compileRules(in []Rule) ([]Rule, error) {
+	if in == nil {
+		in = []Rule{DefaultRule()}
+	}
+	rules := make([]Rule, len(in))
+	for i, r := range in {
+		if err := r.compile(); err != nil {
+			return nil, fmt.Errorf("triggers[%d]%s", i, prefixErr(err))
+		}
+		rules[i] = r
+	}
+	return rules, nil
+}
+
+// SetRules replaces the trigger rules (nil: DefaultRule) for the alerts
+// that come next; alerts being handled finish with the old ones. Rules
+// that do not compile change nothing.
+func (s *Server) SetRules(rules []Rule) error {
+	compiled, err := compileRules(rules)
+	if err != nil {
+		return err
+	}
+	s.rules.Store(&compiled)
+	return nil
+}
+
+// Rules returns the rules in force.
+func (s *Server) Rules() []Rule { return *s.rules.Load() }
 
 // CheckListen refuses to serve the API on a non-loopback address without
 // a token. A host name other than localhost counts as non-loopback.
@@ -581,8 +607,9 @@ func (s *Server) Handle(a *Alert) (int, IntakeResult) {
 	}
 	res := IntakeResult{Rule: a.Rule, Priority: a.Priority, Format: a.Format}
 	fired, rejected := 0, 0
-	for i := range s.cfg.Rules {
-		rule := &s.cfg.Rules[i]
+	rules := *s.rules.Load()
+	for i := range rules {
+		rule := &rules[i]
 		if !rule.enabled() || !rule.Matches(a) {
 			continue
 		}

@@ -109,6 +109,7 @@ type agent struct {
 	triggers *collector.Triggers
 	rules    []trigger.Rule
 	sinkErrs sinkHealth
+	api      atomic.Pointer[trigger.Server] // nil without api.listen
 }
 
 // sinkHealth is whether each sink took the last thing it was asked to
@@ -413,10 +414,9 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	dedup := collector.NewDedup(int64(50*time.Millisecond), 16)
-	var apiServer atomic.Pointer[trigger.Server]
 	metrics := collector.NewMetrics(collector.MetricsSources{
 		Alerts: func() trigger.Counters {
-			if srv := apiServer.Load(); srv != nil {
+			if srv := a.api.Load(); srv != nil {
 				return srv.Counters()
 			}
 			return trigger.Counters{}
@@ -464,7 +464,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			live.Close()
 			return usageErrorf("config: api.listen: %v", err)
 		}
-		apiServer.Store(srv)
+		a.api.Store(srv)
 		apiCtx, stopAPI := context.WithCancel(context.Background())
 		defer stopAPI()
 		go func() {
@@ -639,7 +639,7 @@ func (a *agent) reloadLoop(ctx context.Context, hup <-chan os.Signal, live *coll
 // or compile leaves everything as it was.
 func (a *agent) reload(live *collector.Live, triggersOn bool) {
 	if a.cfgPath == "" {
-		a.log.Warn("SIGHUP: nothing to reload (no --config file, or --kfl given)")
+		a.log.Warn("reload: nothing to reload (no --config file, or --kfl given)")
 		return
 	}
 	cfg, err := config.Load(a.cfgPath)
@@ -650,12 +650,22 @@ func (a *agent) reload(live *collector.Live, triggersOn bool) {
 	if err == nil {
 		qs, err = compileJobs(cfg)
 	}
+	var rules []trigger.Rule // nil: the default rule
+	if err == nil && len(cfg.Triggers) > 0 {
+		rules, err = trigger.ParseRules(cfg.Triggers)
+	}
+	if err == nil {
+		if srv := a.api.Load(); srv != nil {
+			err = srv.SetRules(rules) // checks them all before changing anything
+		}
+	}
 	if err != nil {
-		a.log.Error("SIGHUP: configuration not reloaded, the running jobs stay", "err", err)
+		a.log.Error("reload: configuration not reloaded, the running jobs and trigger rules stay", "err", err)
 		return
 	}
+	a.rules = rules
 	if fmt.Sprint(cfg.Capture, cfg.Spool, cfg.Local, cfg.API, cfg.Metrics) != fmt.Sprint(a.cfg.Capture, a.cfg.Spool, a.cfg.Local, a.cfg.API, a.cfg.Metrics) {
-		a.log.Warn("SIGHUP: capture, spool, local, api and metrics settings take effect at the next start")
+		a.log.Warn("reload: capture, spool, local, api and metrics settings take effect at the next start")
 	}
 	old := a.set.Load()
 	a.cfg.KflPcapS3 = cfg.KflPcapS3
@@ -683,9 +693,9 @@ func (a *agent) reload(live *collector.Live, triggersOn bool) {
 		prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
 	}
 	if err := live.Objects().SetPrefilter(prefilter); err != nil {
-		a.log.Error("SIGHUP: update the kernel prefilter", "err", err)
+		a.log.Error("reload: update the kernel prefilter", "err", err)
 	}
-	a.log.Info("reloaded", "jobs", len(next.jobs), "kept", len(kept), "prefilter", !prefilter.Empty())
+	a.log.Info("reloaded", "jobs", len(next.jobs), "kept", len(kept), "prefilter", !prefilter.Empty(), "trigger_rules", len(rules))
 }
 
 // onEntry learns names from DNS answers and selects the entry's stream for
