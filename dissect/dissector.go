@@ -95,8 +95,12 @@ type Config struct {
 	// called concurrently from the workers. Entries are not modified after
 	// the call and may be kept.
 	OnEntry func(e *Entry, s StreamRef)
-	// Resolver, if set, fills Src/Dst Name and Namespace.
+	// Resolver, if set, fills Src/Dst Name, Namespace and Labels.
 	Resolver Resolver
+	// Local, if set, reports whether an address is this node's (its own or
+	// one of its pods'): an entry whose client is local is Outgoing. It is
+	// called from the workers and must be safe for concurrent use.
+	Local func(netip.Addr) bool
 	// Node is copied into every entry.
 	Node Node
 	// Logger receives rare operational events (the stream table filling

@@ -18,7 +18,7 @@ type Entry struct {
 	ElapsedTime int64    `json:"elapsedTime"` // request-to-response latency in milliseconds
 	Stream      string   `json:"stream"`      // the stream's pcap name, e.g. "000000007221_tcp.pcap"
 	StreamID    uint64   `json:"streamId"`
-	Outgoing    bool     `json:"outgoing"`
+	Outgoing    bool     `json:"outgoing"` // the client (Src) is on this node: one of its addresses or pods (Config.Local)
 
 	// Exactly one of these is set for an L7 entry (HTTP also for HTTP/2,
 	// with GRPC beside it for gRPC); none for an L4 entry.

@@ -390,6 +390,9 @@ func (sh *shard) newEntry(s *stream, clientDir int, ts time.Time) *Entry {
 		StreamID:  s.id,
 	}
 	e.Protocol.Layer4 = s.l4name()
+	if local := sh.d.cfg.Local; local != nil {
+		e.Outgoing = local(e.Src.IP)
+	}
 	if r := sh.d.cfg.Resolver; r != nil {
 		e.Src.Name, e.Src.Namespace, e.Src.Labels = r.Resolve(e.Src.IP, e.Src.Port)
 		e.Dst.Name, e.Dst.Namespace, e.Dst.Labels = r.Resolve(e.Dst.IP, e.Dst.Port)

@@ -53,6 +53,7 @@ func TestL4EntryExpiryResolver(t *testing.T) {
 	d := dissect.New(dissect.Config{
 		TCPTimeout: time.Minute, UDPTimeout: 10 * time.Second,
 		Resolver: nameResolver{"10.99.0.1": "client", "10.99.0.2": "server"},
+		Local:    func(ip netip.Addr) bool { return ip == netip.MustParseAddr("10.99.0.1") },
 		Node:     dissect.Node{Name: "node-1", IP: "10.99.0.254"},
 		OnEntry:  func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) },
 	})
@@ -75,7 +76,7 @@ func TestL4EntryExpiryResolver(t *testing.T) {
 	}
 	e := entries[0]
 	if e.Src.Port != 40000 || e.Dst.Port != 2222 || e.L4.PacketsUp != 1 || e.L4.PacketsDown != 9 || !e.L4.SYN ||
-		e.Src.Name != "client" || e.Dst.Namespace != "ns-server" || e.Dst.Labels["app"] != "server" || e.Node.Name != "node-1" || e.Stream != "000000000001_tcp.pcap" {
+		e.Src.Name != "client" || e.Dst.Namespace != "ns-server" || e.Dst.Labels["app"] != "server" || !e.Outgoing || e.Node.Name != "node-1" || e.Stream != "000000000001_tcp.pcap" {
 		t.Errorf("L4 entry: %+v %+v", e, *e.L4)
 	}
 	// The unanswered DNS query is emitted when its stream expires (UDP, 10 s).

@@ -253,7 +253,7 @@ func init() {
 		func(e *dissect.Entry) (string, bool) { return always(e.Stream) })
 	intField("streamId", KindInt, "", "numeric stream id",
 		func(e *dissect.Entry) (int64, bool) { return int64(e.StreamID), true })
-	boolField("outgoing", "", "true when the entry leaves the node",
+	boolField("outgoing", "", "true when the request came from this node: the client is one of its addresses or pods (false offline)",
 		func(e *dissect.Entry) (bool, bool) { return e.Outgoing, true })
 
 	// The stream's L3/L4 summary, on every entry that carries one.

@@ -307,7 +307,8 @@ func grantNodeReader(t *testing.T, cs kubernetes.Interface, user string) {
 // TestAgentDNSAndHostsNames: addresses outside Kubernetes are named by
 // the DNS answers the agent sees and by /etc/hosts, and queries select on
 // those names. A connection made before its name was seen in DNS is not
-// named.
+// named. Entries whose client is the node itself are outgoing; those from
+// elsewhere are not.
 func TestAgentDNSAndHostsNames(t *testing.T) {
 	p := netnstest.NewPair(t)
 	netnstest.RequireTool(t, "python3", "curl", "dig", "dnsmasq", "tshark", "tcpdump")
@@ -329,19 +330,24 @@ func TestAgentDNSAndHostsNames(t *testing.T) {
 	os.WriteFile(filepath.Join(etc, "hosts"), []byte("127.0.0.1 localhost\n"+p.IPB+" status.hosts.test status\n"), 0o644)
 
 	dir := t.TempDir()
-	queries := []string{`http and dst.name == "web.example.test"`, `http and dst.name == "status.hosts.test"`}
+	queries := []string{`http and dst.name == "web.example.test"`, `http and dst.name == "status.hosts.test"`,
+		`http and outgoing`, `http and not outgoing`}
 	cfg := fmt.Sprintf(`node: {name: test-node, ip: %s}
 capture: {interfaces: [any]}
 kubernetes: {enabled: "false"}
 kflPcapS3:
-  kflArr: [%q, %q]
+  kflArr: [%q, %q, %q, %q]
 spool: {dir: %s/spool}
 local: {dir: %s/repos}
-`, p.IPA, queries[0], queries[1], dir, dir)
+`, p.IPA, queries[0], queries[1], queries[2], queries[3], dir, dir)
+	// A server in the agent's namespace: B's requests to it are incoming.
+	netnstest.Start(t, p.A, "python3", "testdata/statusserver.py", p.IPA, "8081")
+	netnstest.WaitListening(t, p.A, "tcp", 8081)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	env := startAgent(t, p, dir, cfgPath)
 
+	incoming := get(t, p.B, "http://"+p.IPA+":8081/")
 	before := get(t, p.A, "http://"+other+":8080/")
 	if out := netnstest.Exec(t, p.A, "dig", "+short", "+tries=1", "+time=2", "@"+p.IPB, "web.example.test"); strings.TrimSpace(out) != other {
 		t.Fatalf("dig web.example.test: %q", out)
@@ -365,6 +371,16 @@ local: {dir: %s/repos}
 	}
 	if got := keptPorts(t, repos, 1, 8080); !slices.Equal(got, []string{hosts}) {
 		t.Errorf("hosts-named job kept %v, want %s", got, hosts)
+	}
+	// Outgoing: the client is this node (its addresses).
+	if got := keptPorts(t, repos, 2, 8080); !slices.Equal(got, sorted(before, after, hosts)) {
+		t.Errorf("outgoing kept %v, want the agent's side's connections %v", got, sorted(before, after, hosts))
+	}
+	if got := keptPorts(t, repos, 3, 8081); !slices.Equal(got, []string{incoming}) {
+		t.Errorf("not outgoing kept %v, want B's connection %s", got, incoming)
+	}
+	if got := keptPorts(t, repos, 2, 8081); len(got) != 0 {
+		t.Errorf("outgoing kept B's connection %v", got)
 	}
 	if n := historyNames(repos, 0, other); n["web.example.test"] == 0 {
 		t.Errorf("job 0 history for %s: %v", other, n)

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -398,6 +399,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	var (
 		resolver    dissect.Resolver = a.names
 		podResolver trigger.PodResolver
+		localPod    = func(netip.Addr) bool { return false }
 		extraColl   []prometheus.Collector
 	)
 	if ko, ok := kube.FromConfig(cfg.Kubernetes, cfg.Node.Name); ok {
@@ -408,7 +410,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			a.log.Warn("Kubernetes names unavailable: entries and repositories carry IPs only", "err", err)
 		} else {
 			defer r.Close()
-			resolver, podResolver = dissect.Resolvers{r, a.names}, r
+			resolver, podResolver, localPod = dissect.Resolvers{r, a.names}, r, r.Local
 			extraColl = append(extraColl, kube.NewMetrics(r))
 			a.log.Info("resolving names from the Kubernetes API", "node", cfg.Node.Name, "kubeconfig", ko.Kubeconfig != "")
 		}
@@ -493,8 +495,15 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		}
 		defer srv.Close()
 	}
+	// An entry is outgoing when its client is this node: one of its
+	// addresses (read again every 5 s) or one of its pods.
+	var local collector.LocalAddrs
+	if err := local.Refresh(); err != nil {
+		a.log.Warn("cannot list this node's addresses: entries from it are not marked outgoing", "err", err)
+	}
 	dis = dissect.New(dissect.Config{
 		Resolver:          resolver,
+		Local:             func(ip netip.Addr) bool { return local.Contains(ip) || localPod(ip) },
 		Workers:           runtime.NumCPU(),
 		StreamRetainBytes: 1 << 20,
 		// Packets kept per stream for a later selection: enough for the
@@ -529,6 +538,9 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 				}
 				if n++; n%20 == 0 {
 					a.spool.Rescan()
+				}
+				if n%50 == 0 {
+					local.Refresh()
 				}
 			}
 		}

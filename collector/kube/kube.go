@@ -290,7 +290,7 @@ func (r *Resolver) applyPod(key string, obj any) {
 		r.t.set(o, nil, nil)
 		return
 	}
-	id := &Identity{Name: p.Name, Namespace: p.Namespace, Kind: KindPod, Labels: p.Labels}
+	id := &Identity{Name: p.Name, Namespace: p.Namespace, Kind: KindPod, Labels: p.Labels, Local: true}
 	c := claim{id: id, prio: prioPod}
 	ips := map[netip.Addr]claim{}
 	for _, pip := range p.Status.PodIPs {
@@ -426,6 +426,13 @@ func (r *Resolver) Resolve(ip netip.Addr, port uint16) (name, namespace string, 
 		return id.Name, id.Namespace, id.Labels
 	}
 	return "", "", nil
+}
+
+// Local reports whether ip is the address of one of this node's pods.
+// Lock-free.
+func (r *Resolver) Local(ip netip.Addr) bool {
+	id, ok := r.t.lookup(ip)
+	return ok && id.Local
 }
 
 // Lookup returns the full identity (kind and labels included) that ip

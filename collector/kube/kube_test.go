@@ -273,6 +273,12 @@ func TestResolverAPIServer(t *testing.T) {
 	if id, ok := r.Lookup(netip.MustParseAddr("10.244.1.10")); !ok || id.Kind != KindPod || id.Labels["app"] != "web" {
 		t.Errorf("Lookup(web-1) = %+v, %v", id, ok)
 	}
+	// Local: this node's pods only (db-1 is known, from its endpointslice,
+	// but runs on node-b).
+	if !r.Local(netip.MustParseAddr("10.244.1.10")) || r.Local(netip.MustParseAddr("10.244.2.20")) || r.Local(webIP) {
+		t.Errorf("Local: web-1 %v, db-1 %v, the web service %v; want true, false, false",
+			r.Local(netip.MustParseAddr("10.244.1.10")), r.Local(netip.MustParseAddr("10.244.2.20")), r.Local(webIP))
+	}
 	if a, ok := r.PodIP("shop", "web-1"); !ok || a.String() != "10.244.1.10" {
 		t.Errorf("PodIP(shop, web-1) = %v, %v", a, ok)
 	}

@@ -21,6 +21,7 @@ type Identity struct {
 	Namespace string
 	Kind      string            // KindPod or KindService
 	Labels    map[string]string // the object's labels; nil when unknown (a remote pod known from an endpointslice)
+	Local     bool              // a pod of this node (from the pods watch, which sees only this node's)
 }
 
 // record is the identity as name_resolution_history.json holds it: a pod by
@@ -182,7 +183,7 @@ func (t *table) set(o owner, ips map[netip.Addr]claim, ports map[netip.AddrPort]
 }
 
 func sameIdentity(a, b *Identity) bool {
-	if a.Name != b.Name || a.Namespace != b.Namespace || a.Kind != b.Kind || len(a.Labels) != len(b.Labels) {
+	if a.Name != b.Name || a.Namespace != b.Namespace || a.Kind != b.Kind || a.Local != b.Local || len(a.Labels) != len(b.Labels) {
 		return false
 	}
 	for k, v := range a.Labels {
