@@ -32,9 +32,9 @@ servers: ## build the MinIO, kube-apiserver, etcd and helm the tests run (once, 
 	@sh scripts/kube-binaries.sh >/dev/null
 	@sh scripts/helm.sh >/dev/null
 
-manifests: ## render deploy/manifests/kflcap.yaml from the Helm chart's defaults (deploy's tests compare them)
+manifests: ## render deploy/manifests/kflcap.yaml from the Helm chart's defaults, with its Namespace (deploy's tests compare them)
 	@out=deploy/manifests/kflcap.yaml; helm=$$(sh scripts/helm.sh) && \
-	$$helm template kflcap deploy/chart/kflcap --namespace kflcap >$$out.tmp && mv $$out.tmp $$out || { rm -f $$out.tmp; exit 1; }
+	$$helm template kflcap deploy/chart/kflcap --namespace kflcap --set namespace.create=true >$$out.tmp && mv $$out.tmp $$out || { rm -f $$out.tmp; exit 1; }
 
 test-short: ## unit tests only (no root needed)
 	$(GO) test -count=1 -short ./...

@@ -258,7 +258,7 @@ func TestManifestsAPIServer(t *testing.T) {
 	// cluster-scoped objects (ClusterRole, ClusterRoleBinding) do not clash
 	// with those already created.
 	t.Run("privileged", func(t *testing.T) {
-		out, err := render(t, "kflcap-privileged", "securityContext.privileged=true")
+		out, err := render(t, "kflcap-privileged", "securityContext.privileged=true", "namespace.create=true")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +274,7 @@ func TestManifestsAPIServer(t *testing.T) {
 	})
 
 	t.Run("serviceMonitor", func(t *testing.T) {
-		out, err := render(t, "kflcap-monitored", "serviceMonitor.enabled=true")
+		out, err := render(t, "kflcap-monitored", "serviceMonitor.enabled=true", "namespace.create=true")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,13 +292,14 @@ func TestManifestsAPIServer(t *testing.T) {
 		api.apply(t, ctx, objs, true, "ServiceMonitor")
 	})
 
-	// helm install as docs/kubernetes.md says: helm stores the release in
-	// its namespace before creating anything, so helm creates the
-	// namespace and the chart does not (the default, namespace.create=true,
-	// fails either way: "namespaces not found", or "already exists").
+	// helm install as docs/kubernetes.md says, with the defaults: helm
+	// stores the release in its namespace before creating anything, so
+	// helm creates the namespace and the chart does not (with
+	// namespace.create=true it fails either way: "namespaces not found",
+	// or "already exists").
 	t.Run("helm install", func(t *testing.T) {
 		out, err := helm(t, "install", "kflcap-helm", chartDir, "--namespace", "kflcap-helm", "--create-namespace",
-			"--set", "namespace.create=false", "--kubeconfig", c.AdminKubeconfig)
+			"--kubeconfig", c.AdminKubeconfig)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}

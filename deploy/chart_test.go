@@ -22,7 +22,7 @@ var helmTool = toolcache.Tool{Env: "KFLCAP_HELM", Script: "helm.sh", What: "helm
 const chartDir = "chart/kflcap"
 
 // regenerate is what to run when the manifests and the chart disagree.
-const regenerate = "make manifests (helm template kflcap deploy/chart/kflcap --namespace kflcap >deploy/manifests/kflcap.yaml)"
+const regenerate = "make manifests (helm template kflcap deploy/chart/kflcap --namespace kflcap --set namespace.create=true >deploy/manifests/kflcap.yaml)"
 
 // helm runs the helm binary with its own empty configuration, cache and data
 // directories: a local chart needs no repository, and the user's must not
@@ -76,7 +76,7 @@ func TestChartLint(t *testing.T) {
 		nil,
 		{"securityContext.privileged=true"},
 		{"serviceMonitor.enabled=true", "metrics.podAnnotations=false"},
-		{"namespace.create=false", "priorityClassName=system-node-critical", "nodeSelector.kubernetes\\.io/os=linux"},
+		{"namespace.create=true", "priorityClassName=system-node-critical", "nodeSelector.kubernetes\\.io/os=linux"},
 	} {
 		name := strings.Join(set, ",")
 		if name == "" {
@@ -94,10 +94,14 @@ func TestChartLint(t *testing.T) {
 	}
 }
 
-// deploy/manifests/kflcap.yaml is the chart rendered with its defaults, byte
-// for byte: the plain manifests and the chart cannot drift apart.
+// deploy/manifests/kflcap.yaml is the chart rendered with its defaults and
+// its Namespace, byte for byte: the plain manifests and the chart cannot
+// drift apart. Without namespace.create there is no Namespace.
 func TestChartRendersManifests(t *testing.T) {
-	got, err := render(t, "kflcap")
+	if docs := mustRender(t, "kflcap"); find(docs, "Namespace") != nil {
+		t.Error("the default rendering has a Namespace: helm install --create-namespace would fail")
+	}
+	got, err := render(t, "kflcap", "namespace.create=true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,10 +222,10 @@ func TestChartValues(t *testing.T) {
 		"image.repository=registry.example/kflcap", "image.tag=v1.2.3", "image.pullPolicy=Always",
 		"secret.name=kflcap-creds", "spool.hostPath=/data/kflcap",
 		"priorityClassName=system-node-critical", "nodeSelector.kubernetes\\.io/os=linux",
-		"namespace.create=false", "metrics.podAnnotations=false",
+		"metrics.podAnnotations=false",
 	)
 	if find(docs, "Namespace") != nil {
-		t.Error("namespace.create=false still renders a Namespace")
+		t.Error("the default namespace.create=false renders a Namespace")
 	}
 	ds := find(docs, "DaemonSet")
 	if get(ds, "metadata", "name") != "capture-kflcap" || get(ds, "metadata", "namespace") != "capture" {
