@@ -16,10 +16,8 @@ import (
 	"github.com/kflcap/kflcap/internal/netnstest"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 )
 
 // get fetches url from namespace ns on a new connection and returns the
@@ -89,7 +87,7 @@ func TestAgentKubernetesNames(t *testing.T) {
 	kc := kubetest.Start(t)
 	cs := kc.AdminClient
 	ctx := context.Background()
-	grantNodeReader(t, cs, kubetest.UserName)
+	kc.GrantNodeReader(t)
 	for _, ns := range []string{"shop", "front"} {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -276,31 +274,6 @@ local: {dir: %s/repos}
 	}
 	if !strings.Contains(env.agent.Stderr(), "resolving names from the Kubernetes API") || strings.Contains(env.agent.Stderr(), "Kubernetes names unavailable") {
 		t.Errorf("agent log:\n%s", env.agent.Stderr())
-	}
-}
-
-// grantNodeReader gives user the ClusterRole of deploy/manifests: get,
-// list and watch pods, services and endpointslices, nothing else.
-func grantNodeReader(t *testing.T, cs kubernetes.Interface, user string) {
-	t.Helper()
-	ctx := context.Background()
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "kflcap"},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods", "services"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
-		},
-	}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	bind := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "kflcap"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "kflcap"},
-		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
-	}
-	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, bind, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -165,32 +164,6 @@ func (c cluster) applySlice(es *discoveryv1.EndpointSlice) {
 	}
 }
 
-// grantReader gives user exactly what docs/kubernetes.md asks of the
-// agent's ClusterRole: get, list and watch of pods, services and
-// endpointslices.
-func grantReader(t *testing.T, cs kubernetes.Interface, user string) {
-	t.Helper()
-	ctx := context.Background()
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "kflcap"},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods", "services"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
-		},
-	}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	bind := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "kflcap"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "kflcap"},
-		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
-	}
-	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, bind, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // nextSecond sleeps into the next wall-clock second, so that the history
 // (kept per second) tells the steps of a test apart.
 func nextSecond() time.Time {
@@ -219,7 +192,7 @@ func recordAt(h map[string]map[string]collector.NameRecord, key, fullAddress str
 func TestResolverAPIServer(t *testing.T) {
 	kc := kubetest.Start(t)
 	c := cluster{t: t, cs: kc.AdminClient}
-	grantReader(t, kc.AdminClient, kubetest.UserName)
+	kc.GrantNodeReader(t)
 	c.namespace("shop")
 
 	// Before the agent starts: a local pod behind a service, a remote pod
