@@ -42,6 +42,7 @@ test-short: ## unit tests only (no root needed)
 bench: deps build ## run the benchmarks against tcpdump/tshark and print ratios (root)
 	bash bench/capture/run.sh
 	mkdir -p bench/out && $(GO) run ./bench/agent -kflcap $(BIN) -out bench/out/agent.md
+	$(GO) run ./bench/overhead -kflcap $(BIN) -out bench/out/overhead.md
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); if [ -n "$$out" ]; then echo "gofmt: $$out" >&2; exit 1; fi
