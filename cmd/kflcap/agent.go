@@ -85,6 +85,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(e.log, "/sys/fs/cgroup", "/proc/self/cgroup")
 	a.cfgPath = *cfgPath
 	if len(queries) > 0 {
 		a.cfgPath = "" // --kfl replaced the file's jobs: a reload would lose them
