@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -25,6 +26,8 @@ import (
 type ring struct {
 	fd       int
 	epfd     int
+	ep       *os.File        // epfd in Go's poller: waiting parks a goroutine, not a thread
+	epc      syscall.RawConn // ep's raw access
 	consMem  []byte
 	prodMem  []byte
 	cons     *uint64
@@ -83,6 +86,19 @@ func newRing(m *ebpf.Map) (*ring, error) {
 		r.close()
 		return nil, fmt.Errorf("watch ring buffer: %w", err)
 	}
+	// The epoll fd is itself pollable: handed to Go's poller, a wait parks
+	// the reader's goroutine instead of holding a thread in a blocking
+	// epoll_wait, whose every entry wakes the runtime's monitor thread
+	// for a burst of polls (about half of an idle agent's wake-ups).
+	if err := unix.SetNonblock(r.epfd, true); err != nil {
+		r.close()
+		return nil, fmt.Errorf("epoll non-blocking: %w", err)
+	}
+	r.ep = os.NewFile(uintptr(r.epfd), "kflcap-ringbuf-epoll")
+	if r.epc, err = r.ep.SyscallConn(); err != nil {
+		r.close()
+		return nil, fmt.Errorf("epoll in the poller: %w", err)
+	}
 	return r, nil
 }
 
@@ -120,21 +136,35 @@ func (r *ring) pending() bool { return r.pos < atomic.LoadUint64(r.prod) }
 
 // wait blocks until the kernel signals new data or d passes.
 func (r *ring) wait(d time.Duration) error {
-	var evs [1]unix.EpollEvent
-	for {
-		_, err := unix.EpollWait(r.epfd, evs[:], int(d.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wait for ring buffer: %w", err)
-		}
-		return nil
+	if err := r.ep.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return fmt.Errorf("wait for ring buffer: %w", err)
 	}
+	var evs [1]unix.EpollEvent
+	var werr error
+	err := r.epc.Read(func(fd uintptr) bool {
+		n, err := unix.EpollWait(int(fd), evs[:], 0)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			return false
+		case err != nil:
+			werr = err
+			return true
+		}
+		return n > 0 // none yet: park until the poller says epfd is readable
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("wait for ring buffer: %w", err)
+	}
+	return nil
 }
 
 func (r *ring) close() {
-	if r.epfd >= 0 {
+	if r.ep != nil {
+		r.ep.Close() // closes epfd
+	} else if r.epfd >= 0 {
 		unix.Close(r.epfd)
 	}
 	if r.prodMem != nil {

@@ -298,6 +298,10 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		Ifaces: a.ifaces, Backend: backend, Snaplen: uint32(cfg.Capture.Snaplen),
 		RingBytes: uint32(cfg.Capture.RingBufferBytes), PinDir: bpf.DefaultPinRoot,
 		Prefilter: prefilter, Logger: a.log,
+		// A quiet ring keeps its packets at most this long (the BPF side
+		// wakes the reader early once enough bytes wait): an idle node is
+		// not woken 20 times a second for nothing.
+		Reader: collector.ReaderOptions{Deadline: 200 * time.Millisecond},
 	})
 	if err != nil {
 		return fmt.Errorf("start capture: %w", err)
@@ -526,7 +530,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	tickers.Add(1)
 	go func() {
 		defer tickers.Done()
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		n := 0
 		for {
@@ -537,10 +541,10 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 				for _, j := range a.jobs() {
 					j.Tick(now)
 				}
-				if n++; n%20 == 0 {
+				if n++; n%4 == 0 {
 					a.spool.Rescan()
 				}
-				if n%50 == 0 {
+				if n%10 == 0 {
 					local.Refresh()
 				}
 			}
