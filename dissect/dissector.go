@@ -76,9 +76,15 @@ type Config struct {
 	MaxStreams int
 	// StreamRetainBytes is how much of a stream's packets is kept so that a
 	// later Select can replay them; 0 keeps none. TotalRetainBytes caps all
-	// streams together. Packets over either cap are counted, not kept.
+	// streams together. Packets over either cap are counted, not kept. A
+	// retained packet costs its bytes and its Packet header.
 	StreamRetainBytes int
 	TotalRetainBytes  int64
+	// Selectable, if set, is asked once per new stream (IP protocol and
+	// the two ends) whether anything could ever Select it; a stream it
+	// rejects retains nothing, and its packets are not counted as lost.
+	// It is called from the workers and must be safe for concurrent use.
+	Selectable func(proto uint8, a, b netip.AddrPort) bool
 	// RetainSelected keeps retaining (and replaying to later Selects) the
 	// packets of streams that already have a sink. Set it when several
 	// independent sinks (one per KFL job) may select the same stream at

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // stream is one TCP connection or UDP flow. It is owned by its shard.
@@ -25,6 +26,7 @@ type stream struct {
 	retained []Packet
 	retBytes int
 	lost     uint64 // packets not retained
+	noRetain bool   // nothing can select it (Config.Selectable)
 	sinks    []Sink
 	tcp      [2]tcpHalf
 	// Sequence number of the first byte being delivered and the ack of the
@@ -265,6 +267,9 @@ func (sh *shard) newStream(k flowKey, dec *decoded, ts time.Time) *stream {
 		b:     netip.AddrPortFrom(dec.dst, dec.dport),
 		first: ts, last: ts}
 	s.name = StreamName(id, s.l4name())
+	if sel := sh.d.cfg.Selectable; sel != nil {
+		s.noRetain = !sel(dec.proto, s.a, s.b)
+	}
 	if dec.proto == protoTCP && dec.flags&(flagSYN|flagACK) == flagSYN|flagACK {
 		s.clientIsB = true // first packet is a SYN-ACK: the server sent it
 	}
@@ -276,12 +281,16 @@ func (sh *shard) newStream(k flowKey, dec *decoded, ts time.Time) *stream {
 }
 
 // retain keeps a copy of the packet for a later Select, within the caps.
+// packetHeaderBytes is what a retained packet costs beside its data: its
+// Packet in the stream's slice.
+const packetHeaderBytes = int(unsafe.Sizeof(Packet{}))
+
 func (sh *shard) retain(s *stream, p *Packet) {
 	per := sh.d.cfg.StreamRetainBytes
-	if per <= 0 {
+	if per <= 0 || s.noRetain {
 		return
 	}
-	n := len(p.Data)
+	n := len(p.Data) + packetHeaderBytes
 	if s.retBytes+n > per || sh.retBytes+int64(n) > sh.maxRetBytes {
 		s.lost++
 		sh.c.retainOverflow.Add(1)
@@ -290,18 +299,16 @@ func (sh *shard) retain(s *stream, p *Packet) {
 	// Copies come from a shared slab so that retaining a packet is not an
 	// allocation of its own; a slab is freed when no stream refers to it.
 	var buf []byte
-	if n > 64<<10 {
-		buf = make([]byte, n)
+	if d := len(p.Data); d > 64<<10 {
+		buf = make([]byte, d)
+		copy(buf, p.Data)
 	} else {
-		if len(sh.slab)+n > cap(sh.slab) {
+		if len(sh.slab)+d > cap(sh.slab) {
 			sh.slab = make([]byte, 0, 1<<20)
 		}
 		start := len(sh.slab)
 		sh.slab = append(sh.slab, p.Data...)
-		buf = sh.slab[start : start+n : start+n]
-	}
-	if n > 64<<10 {
-		copy(buf, p.Data)
+		buf = sh.slab[start : start+d : start+d]
 	}
 	q := *p
 	q.Data = buf

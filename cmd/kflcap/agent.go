@@ -153,6 +153,23 @@ func (h *sinkHealth) err() error {
 type jobSet struct {
 	queries []*kfl.Query
 	jobs    []*collector.Job
+	pf      kfl.Prefilter // what the queries can select, for new streams
+}
+
+// kernelPrefilter is what the kernel may drop for the jobs' pushdown pf.
+// Triggered captures can ask for any traffic, including what came before
+// them: with the capture API or trigger rules on, the kernel copies
+// everything.
+func kernelPrefilter(pf kfl.Prefilter, triggersOn bool) bpf.Prefilter {
+	if pf.All || triggersOn {
+		return bpf.Prefilter{}
+	}
+	return bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
+}
+
+// selectable reports whether a job could select a stream between a and b.
+func (s *jobSet) selectable(proto uint8, a, b netip.AddrPort) bool {
+	return len(s.queries) > 0 && s.pf.Accepts(proto, a.Addr(), b.Addr(), a.Port(), b.Port(), false)
 }
 
 func (a *agent) jobs() []*collector.Job {
@@ -285,14 +302,8 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	}
 
 	pf := kfl.Pushdown(a.queries...)
-	prefilter := bpf.Prefilter{}
-	// Triggered captures can ask for any traffic, including what came
-	// before them: with the capture API or trigger rules on, the kernel
-	// copies everything.
 	triggersOn := cfg.API.Listen != "" || len(cfg.Triggers) > 0
-	if !pf.All && !triggersOn {
-		prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
-	}
+	prefilter := kernelPrefilter(pf, triggersOn)
 	backend := bpf.Backend(cfg.Capture.Backend)
 	live, err := collector.StartLive(collector.LiveOptions{
 		Ifaces: a.ifaces, Backend: backend, Snaplen: uint32(cfg.Capture.Snaplen),
@@ -378,7 +389,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			Verbose: k.Verbose, Log: a.log,
 		}
 	}
-	first := &jobSet{queries: a.queries}
+	first := &jobSet{queries: a.queries, pf: pf}
 	for i := range a.queries {
 		first.jobs = append(first.jobs, a.newJob(i, cfg.KflPcapS3.KflArr[i]))
 	}
@@ -507,7 +518,12 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		a.log.Warn("cannot list this node's addresses: entries from it are not marked outgoing", "err", err)
 	}
 	dis = dissect.New(dissect.Config{
-		Resolver:          resolver,
+		Resolver: resolver,
+		// With triggers on the kernel copies everything; streams no job
+		// can select are not kept for a selection that cannot come.
+		Selectable: func(proto uint8, src, dst netip.AddrPort) bool {
+			return a.set.Load().selectable(proto, src, dst)
+		},
 		Local:             func(ip netip.Addr) bool { return local.Contains(ip) || localPod(ip) },
 		Workers:           runtime.NumCPU(),
 		StreamRetainBytes: 1 << 20,
@@ -687,7 +703,7 @@ func (a *agent) reload(live *collector.Live, triggersOn bool) {
 	old := a.set.Load()
 	a.cfg.KflPcapS3 = cfg.KflPcapS3
 	a.cfg.KFL = cfg.KFL
-	next := &jobSet{queries: qs}
+	next := &jobSet{queries: qs, pf: kfl.Pushdown(qs...)}
 	kept := map[*collector.Job]bool{}
 	for i := range qs {
 		src := cfg.KflPcapS3.KflArr[i]
@@ -704,11 +720,7 @@ func (a *agent) reload(live *collector.Live, triggersOn bool) {
 			go j.Retire()
 		}
 	}
-	pf := kfl.Pushdown(qs...)
-	prefilter := bpf.Prefilter{}
-	if !pf.All && !triggersOn && len(qs) > 0 {
-		prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
-	}
+	prefilter := kernelPrefilter(next.pf, triggersOn)
 	if err := live.Objects().SetPrefilter(prefilter); err != nil {
 		a.log.Error("reload: update the kernel prefilter", "err", err)
 	}
