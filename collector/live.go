@@ -93,7 +93,7 @@ func StartLive(opts LiveOptions) (*Live, error) {
 		}
 	}
 	for _, ifc := range opts.Ifaces {
-		if err := l.Add(ifc); err != nil {
+		if _, err := l.Add(ifc); err != nil {
 			objs.Close()
 			return nil, err
 		}
@@ -147,24 +147,26 @@ func (l *Live) Attachments() []*bpf.Attachment {
 	return out
 }
 
-// Add attaches the programs to ifc, unless it is attached already.
-func (l *Live) Add(ifc Iface) error {
+// Add attaches the programs to ifc, unless it is attached already (then
+// it only takes the new description: a renamed link keeps its programs,
+// and attaching twice would deliver its packets twice). It reports
+// whether it attached.
+func (l *Live) Add(ifc Iface) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.attached[ifc.Index]; ok {
-		if old := l.ifaces[ifc.Index]; old.Name == ifc.Name {
-			return nil
-		}
+		l.ifaces[ifc.Index] = ifc
+		return false, nil
 	}
 	// Known before attaching: its first packets may arrive at once.
 	l.ifaces[ifc.Index] = ifc
 	a, err := l.objs.Attach(ifc.Interface, l.backend)
 	if err != nil {
 		delete(l.ifaces, ifc.Index)
-		return err
+		return false, err
 	}
 	l.attached[ifc.Index] = a
-	return nil
+	return true, nil
 }
 
 // removedIface is an interface detached at a time.

@@ -43,9 +43,38 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 		if v := metricValue(t, scrape(), "kflcap_packets_seen_total", `interface="`+a+`"`, `direction="egress"`); v < 3 {
 			t.Errorf("%s: %v egress packets counted, want at least the 3 pings", a, v)
 		}
+		if n := strings.Count(agent.Stderr(), "msg=\"attached new interface\" interface="+a+" "); n != 1 {
+			t.Errorf("%s: attached %d times, want once", a, n)
+		}
 		netnstest.Exec(t, p.A, "ip", "link", "del", a)
 		agent.waitStderr(t, "msg=\"released removed interface\" interface="+a, 5*time.Second)
 	}
+
+	// A renamed link (CNIs rename veths) keeps its one attachment, and its
+	// counters follow the new name.
+	netnstest.Exec(t, p.A, "ip", "link", "add", "kfr0a", "type", "veth", "peer", "name", "kfr0b", "netns", p.B)
+	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr0a", "up")
+	agent.waitStderr(t, "interface=kfr0a", 5*time.Second)
+	attached := metricValue(t, scrape(), "kflcap_attached_interfaces")
+	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr0a", "down")
+	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr0a", "name", "kfr1a")
+	netnstest.Exec(t, p.A, "ip", "addr", "add", "10.97.99.1/30", "dev", "kfr1a")
+	netnstest.Exec(t, p.B, "ip", "addr", "add", "10.97.99.2/30", "dev", "kfr0b")
+	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr1a", "up")
+	netnstest.Exec(t, p.B, "ip", "link", "set", "kfr0b", "up")
+	netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", "-W", "2", "10.97.99.2")
+	time.Sleep(100 * time.Millisecond)
+	m := scrape()
+	if v := metricValue(t, m, "kflcap_packets_seen_total", `interface="kfr1a"`, `direction="egress"`); v < 3 {
+		t.Errorf("renamed link: %v egress packets counted under its new name, want at least the 3 pings", v)
+	}
+	if v := metricValue(t, m, "kflcap_attached_interfaces"); v != attached {
+		t.Errorf("after the rename %v interfaces attached, %v before", v, attached)
+	}
+	if n := strings.Count(agent.Stderr(), "msg=\"attached new interface\""); n != 6 {
+		t.Errorf("%d attachments logged, want 6 (5 veths and the renamed one once)", n)
+	}
+	netnstest.Exec(t, p.A, "ip", "link", "del", "kfr1a")
 
 	// Churn without traffic: nothing may accumulate.
 	base := scrape()

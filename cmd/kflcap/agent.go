@@ -332,9 +332,13 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		err := collector.WatchLinks(watchCtx, "", sel,
 			func(ifc collector.Iface) {
 				start := time.Now()
-				if err := live.Add(ifc); err != nil {
+				added, err := live.Add(ifc)
+				if err != nil {
 					a.log.Warn("attach new interface", "interface", ifc.Name, "err", err)
 					return
+				}
+				if !added {
+					return // a later event of a link already attached
 				}
 				a.log.Info("attached new interface", "interface", ifc.Name, "ifindex", ifc.Index, "took", time.Since(start))
 			},
