@@ -203,7 +203,7 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 	if capCmd != nil {
 		cpu0 = benchkit.CPUSeconds(capCmd.Process.Pid) // start-up (loading, attaching) is not counted
 	}
-	rx0 := rxPackets()
+	rx0 := pair.RxPackets()
 	t0 := time.Now()
 	switch kind {
 	case "udp64":
@@ -215,7 +215,7 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 		srv.Start()
 		time.Sleep(300 * time.Millisecond)
 		t0 = time.Now()
-		rx0 = rxPackets()
+		rx0 = pair.RxPackets()
 		out, err := exec.Command("ip", "netns", "exec", pair.A, "iperf3", "-c", pair.IPB, "-t", fmt.Sprint(int(dur.Seconds())), "-J").Output()
 		if err != nil {
 			benchkit.Die("iperf3: %v", err)
@@ -232,7 +232,7 @@ func runOnce(bin, kind string, c config, dur time.Duration, tmp string) result {
 		res.gbps = j.End.SumReceived.BitsPerSecond / 1e9
 	}
 	elapsed := time.Since(t0).Seconds()
-	res.deliveredPPS = float64(rxPackets()-rx0) / elapsed
+	res.deliveredPPS = float64(pair.RxPackets()-rx0) / elapsed
 	if capCmd != nil {
 		time.Sleep(300 * time.Millisecond)
 		res.cpuSec = benchkit.CPUSeconds(capCmd.Process.Pid) - cpu0
@@ -258,18 +258,3 @@ func trafgenConfig(tmp string) string {
 	return trafgenCfg
 }
 
-func rxPackets() int64 {
-	out, err := exec.Command("ip", "-n", pair.B, "-s", "-j", "link", "show", pair.IfB).Output()
-	if err != nil {
-		benchkit.Die("%v", err)
-	}
-	var links []struct {
-		Stats64 struct {
-			Rx struct {
-				Packets int64 `json:"packets"`
-			} `json:"rx"`
-		} `json:"stats64"`
-	}
-	json.Unmarshal(out, &links)
-	return links[0].Stats64.Rx.Packets
-}

@@ -26,7 +26,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -36,7 +35,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -314,28 +312,10 @@ type sample struct {
 	agentRuns, tdRuns float64 // timeslices run, all threads
 }
 
-// timeslices counts how often a process's threads have been scheduled in
-// (/proc/PID/task/*/schedstat, third field): wake-ups, when it is idle.
-func timeslices(pid int) float64 {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	var n float64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) == 3 {
-			v, _ := strconv.ParseFloat(f[2], 64)
-			n += v
-		}
-	}
-	return n
-}
-
 func takeSample(agent, td *proc, fwd *netnstest.Forward, sc *scraper) sample {
-	s := sample{at: time.Now(), agentCPU: benchkit.CPUSeconds(agent.pid()), agentRuns: timeslices(agent.pid())}
+	s := sample{at: time.Now(), agentCPU: benchkit.CPUSeconds(agent.pid()), agentRuns: benchkit.Timeslices(agent.pid())}
 	if td != nil {
-		s.tdCPU, s.tdRuns = benchkit.CPUSeconds(td.pid()), timeslices(td.pid())
+		s.tdCPU, s.tdRuns = benchkit.CPUSeconds(td.pid()), benchkit.Timeslices(td.pid())
 		s.tdRSS, s.tdPeak = benchkit.CurrentRSS(td.pid()), benchkit.PeakRSS(td.pid())
 	}
 	s.up, s.down = fwd.Bytes()
@@ -746,7 +726,7 @@ func loadOnce(o *options, c loadConfig, cfgPath string, sc *scraper) loadResult 
 		cpu0 = benchkit.CPUSeconds(tool.pid())
 	}
 	n := o.rate * int(o.dur.Seconds())
-	rx0 := rxPackets()
+	rx0 := pair.RxPackets()
 	t0 := time.Now()
 	tg, tgOut := startTrafgen(cfgPath, n, o.rate)
 	kill := time.AfterFunc(o.dur+15*time.Second, func() { syscall.Kill(-tg.Process.Pid, syscall.SIGKILL) })
@@ -760,7 +740,7 @@ func loadOnce(o *options, c loadConfig, cfgPath string, sc *scraper) loadResult 
 		res.senderCPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
 	time.Sleep(500 * time.Millisecond) // let the tool drain
-	res.delivered = float64(rxPackets()-rx0) / elapsed
+	res.delivered = float64(pair.RxPackets()-rx0) / elapsed
 	if tool == nil {
 		return res
 	}
@@ -784,24 +764,6 @@ func loadOnce(o *options, c loadConfig, cfgPath string, sc *scraper) loadResult 
 		res.dropped = float64(benchkit.StatLine(out, "packets dropped by kernel"))
 	}
 	return res
-}
-
-func rxPackets() int64 {
-	out, err := exec.Command("ip", "-n", pair.B, "-s", "-j", "link", "show", pair.IfB).Output()
-	if err != nil {
-		benchkit.Die("%v", err)
-	}
-	var links []struct {
-		Stats64 struct {
-			Rx struct {
-				Packets int64 `json:"packets"`
-			} `json:"rx"`
-		} `json:"stats64"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil || len(links) == 0 {
-		benchkit.Die("ip -s link: %v", err)
-	}
-	return links[0].Stats64.Rx.Packets
 }
 
 // soak follows the agent's memory under the loaded traffic for longer:

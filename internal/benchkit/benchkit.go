@@ -7,6 +7,7 @@ package benchkit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -90,18 +91,7 @@ func Sh(name string, args ...string) {
 // /proc/PID/stat are too coarse for a process that uses a few ms a second),
 // falling back to /proc/PID/stat.
 func CPUSeconds(pid int) float64 {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	var ns float64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			v, _ := strconv.ParseFloat(f[0], 64)
-			ns += v
-		}
-	}
+	ns, _ := schedstat(pid)
 	if ns > 0 {
 		return ns / 1e9
 	}
@@ -114,6 +104,50 @@ func CPUSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// Timeslices counts how often a process's threads have been scheduled in
+// (the third field of /proc/PID/task/*/schedstat): its wake-ups, when it
+// is idle.
+func Timeslices(pid int) float64 {
+	_, n := schedstat(pid)
+	return n
+}
+
+// schedstat sums a process's threads' run time (ns) and timeslices.
+func schedstat(pid int) (ns, slices float64) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			n, _ := strconv.ParseFloat(f[2], 64)
+			ns, slices = ns+v, slices+n
+		}
+	}
+	return ns, slices
+}
+
+// RxPackets is the packets B's end of the pair has received.
+func (p *Pair) RxPackets() int64 {
+	out, err := exec.Command("ip", "-n", p.B, "-s", "-j", "link", "show", p.IfB).Output()
+	if err != nil {
+		Die("%v", err)
+	}
+	var links []struct {
+		Stats64 struct {
+			Rx struct {
+				Packets int64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) == 0 {
+		Die("ip -s link: %v", err)
+	}
+	return links[0].Stats64.Rx.Packets
 }
 
 // PeakRSS is a process's peak resident set (VmHWM) in bytes; CurrentRSS
