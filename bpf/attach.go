@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/kflcap/kflcap/internal/netnsrun"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -163,7 +163,7 @@ func (o *Objects) attachTCX(iface Interface) (*Attachment, error) {
 		hooks = hooks[:1]
 	}
 	// BPF_LINK_CREATE resolves the ifindex in the calling thread's netns.
-	err := inNetNS(iface.NetNS, func() error {
+	err := netnsrun.Do(iface.NetNS, func() error {
 		for _, h := range hooks {
 			l, err := link.AttachTCX(link.TCXOptions{
 				Interface: iface.Index,
@@ -254,7 +254,7 @@ func (o *Objects) attachTC(iface Interface) (*Attachment, error) {
 func (o *Objects) attachSocket(iface Interface) (*Attachment, error) {
 	a := &Attachment{Iface: iface, Backend: BackendSocket, sockFD: -1}
 	// The socket belongs to the netns it is created in.
-	err := inNetNS(iface.NetNS, func() error {
+	err := netnsrun.Do(iface.NetNS, func() error {
 		// Protocol 0 receives nothing until bind; attach the filter first so
 		// the socket never queues a packet.
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -343,44 +343,4 @@ func netlinkHandle(path string) (*netlink.Handle, error) {
 		return nil, fmt.Errorf("open netlink in %s: %w", path, err)
 	}
 	return h, nil
-}
-
-// inNetNS runs fn on an OS thread switched into the netns at path ("" runs
-// fn in the current one). `ip netns exec` would remount /sys and hide
-// /sys/fs/bpf; switching one thread's netns does not.
-func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime ends it with the goroutine
-			// rather than reuse a thread in the wrong namespace.
-			errc <- errors.Join(ferr, fmt.Errorf("return from network namespace %s: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }

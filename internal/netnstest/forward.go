@@ -1,16 +1,13 @@
 package netnstest
 
 import (
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/kflcap/kflcap/internal/netnsrun"
 )
 
 // Forward relays TCP connections made inside a namespace to an address in
@@ -45,49 +42,14 @@ func NewForward(t testing.TB, ns, target string) *Forward {
 	return f
 }
 
-// listenIn opens a TCP listener inside namespace ns. A socket belongs to
-// the namespace of the thread that created it, so the listener is made on
-// a locked thread moved into ns and back. The thread must come back
-// rather than be discarded: a child started from it with Pdeathsig
-// (kubetest's API server) would be killed when it ends. Only if the way
-// back fails is it left locked, for the runtime to end.
-func listenIn(ns, addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		ln, err := net.Listen("tcp", addr)
-		if berr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); berr != nil {
-			ch <- result{ln, err}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ln, err}
-	}()
-	r := <-ch
-	return r.ln, r.err
+// listenIn opens a TCP listener inside namespace ns (a socket belongs to
+// the namespace of the thread that made it).
+func listenIn(ns, addr string) (ln net.Listener, err error) {
+	err = netnsrun.Do("/var/run/netns/"+ns, func() error {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
 }
 
 func (f *Forward) accept() {
