@@ -2,11 +2,13 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
@@ -171,39 +173,106 @@ func ifaceOf(l netlink.Link, nsPath string) Iface {
 // WatchLinks calls onAdd for every interface that appears (or is renamed)
 // and matches sel, and onDel for every interface that disappears, until
 // ctx ends. Events come from netlink, so a new pod's veth is seen within
-// milliseconds.
+// milliseconds. Right after subscribing it lists the interfaces and calls
+// onAdd for each match (one created between the caller's own listing and
+// the subscription is not missed; onAdd must take an interface it knows).
+// If the subscription fails (netlink drops events when its socket buffer
+// overflows), it reports the error, subscribes again and lists again,
+// calling onDel for interfaces that went meanwhile. onErr is not called
+// once ctx has ended.
 func WatchLinks(ctx context.Context, nsPath string, sel *Selector, onAdd func(Iface), onDel func(index int), onErr func(error)) error {
-	updates := make(chan netlink.LinkUpdate, 256)
-	done := make(chan struct{})
-	opts := netlink.LinkSubscribeOptions{ErrorCallback: onErr}
-	if nsPath != "" {
-		ns, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			return fmt.Errorf("open network namespace %s: %w", nsPath, err)
+	report := func(err error) {
+		if ctx.Err() == nil {
+			onErr(err)
 		}
-		defer ns.Close()
-		opts.Namespace = &ns
 	}
-	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
-		return fmt.Errorf("watch interfaces: %w", err)
+	subscribe := func() (chan netlink.LinkUpdate, chan struct{}, error) {
+		updates := make(chan netlink.LinkUpdate, 256)
+		done := make(chan struct{})
+		opts := netlink.LinkSubscribeOptions{ErrorCallback: report}
+		if nsPath != "" {
+			ns, err := netns.GetFromPath(nsPath)
+			if err != nil {
+				return nil, nil, fmt.Errorf("open network namespace %s: %w", nsPath, err)
+			}
+			defer ns.Close()
+			opts.Namespace = &ns
+		}
+		if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
+			return nil, nil, fmt.Errorf("watch interfaces: %w", err)
+		}
+		return updates, done, nil
+	}
+	updates, done, err := subscribe()
+	if err != nil {
+		return err
+	}
+	known := map[int]bool{} // reported to onAdd and not deleted since
+	resync := func() {
+		h, err := nsHandle(nsPath)
+		if err != nil {
+			report(err)
+			return
+		}
+		defer h.Close()
+		links, err := h.LinkList()
+		if err != nil {
+			report(fmt.Errorf("list interfaces: %w", err))
+			return
+		}
+		present := map[int]bool{}
+		for _, l := range links {
+			ifc := ifaceOf(l, nsPath)
+			present[ifc.Index] = true
+			if sel.Match(ifc.Name, ifc.Loopback) {
+				known[ifc.Index] = true
+				onAdd(ifc)
+			}
+		}
+		for index := range known {
+			if !present[index] {
+				delete(known, index)
+				onDel(index)
+			}
+		}
 	}
 	go func() {
-		defer close(done)
+		defer func() { close(done) }()
+		resync()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case u, ok := <-updates:
 				if !ok {
-					return
+					// The subscription ended with an error (reported): take
+					// a new one, and catch up on what happened between.
+					for {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(100 * time.Millisecond):
+						}
+						close(done)
+						if updates, done, err = subscribe(); err == nil {
+							break
+						}
+						report(err)
+						done = make(chan struct{})
+					}
+					report(errors.New("interface watch subscribed again after an error; interfaces listed again"))
+					resync()
+					continue
 				}
 				switch u.Header.Type {
 				case unix.RTM_NEWLINK:
 					ifc := ifaceOf(u.Link, nsPath)
 					if sel.Match(ifc.Name, ifc.Loopback) {
+						known[ifc.Index] = true
 						onAdd(ifc)
 					}
 				case unix.RTM_DELLINK:
+					delete(known, int(u.Index))
 					onDel(int(u.Index))
 				}
 			}

@@ -179,10 +179,10 @@ type removedIface struct {
 // longer than the reader takes to drain what the ring holds of it.
 const removedKeep = 30 * time.Second
 
-// Remove detaches from the interface with that index (gone, usually).
-// Its packets already in the ring are still delivered, described by
-// Iface.
-func (l *Live) Remove(index int) error {
+// Remove detaches from the interface with that index (gone, usually),
+// and reports whether it was attached. Its packets already in the ring
+// are still delivered, described by Iface.
+func (l *Live) Remove(index int) (bool, error) {
 	now := time.Now()
 	l.mu.Lock()
 	a, ok := l.attached[index]
@@ -198,9 +198,9 @@ func (l *Live) Remove(index int) error {
 	}
 	l.mu.Unlock()
 	if !ok {
-		return nil
+		return false, nil
 	}
-	return l.objs.Detach(a)
+	return true, l.objs.Detach(a)
 }
 
 // Iface returns what is known of an attached interface, or of one
@@ -230,7 +230,7 @@ func (l *Live) Stop() error {
 			l.mu.Unlock()
 		}
 		for _, a := range l.Attachments() {
-			if e := l.Remove(a.Iface.Index); e != nil {
+			if _, e := l.Remove(a.Iface.Index); e != nil {
 				errs = append(errs, e)
 			}
 		}

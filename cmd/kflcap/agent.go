@@ -343,10 +343,12 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 				a.log.Info("attached new interface", "interface", ifc.Name, "ifindex", ifc.Index, "took", time.Since(start))
 			},
 			func(index int) {
-				if ifc, ok := live.Iface(index); ok {
-					if err := live.Remove(index); err != nil {
-						a.log.Debug("detach removed interface", "interface", ifc.Name, "err", err)
-					}
+				ifc, _ := live.Iface(index)
+				removed, err := live.Remove(index)
+				if err != nil {
+					a.log.Debug("detach removed interface", "interface", ifc.Name, "err", err)
+				}
+				if removed {
 					a.log.Info("released removed interface", "interface", ifc.Name, "ifindex", index)
 				}
 			},
