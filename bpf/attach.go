@@ -11,7 +11,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/kflcap/kflcap/internal/netnsrun"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -204,7 +203,7 @@ func filterOwner(name string) (int, bool) {
 
 func (o *Objects) attachTC(iface Interface) (*Attachment, error) {
 	a := &Attachment{Iface: iface, Backend: BackendTC, sockFD: -1}
-	h, err := netlinkHandle(iface.NetNS)
+	h, err := netnsrun.Netlink(iface.NetNS)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +288,7 @@ func (a *Attachment) detach() error {
 	}
 	a.links = nil
 	if len(a.filters) > 0 || a.madeQdisc {
-		h, err := netlinkHandle(a.Iface.NetNS)
+		h, err := netnsrun.Netlink(a.Iface.NetNS)
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}
@@ -324,23 +323,3 @@ func isGone(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)
 }
 
-// netlinkHandle opens a netlink handle in the netns at path ("" = current).
-func netlinkHandle(path string) (*netlink.Handle, error) {
-	if path == "" {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return nil, fmt.Errorf("open netlink: %w", err)
-		}
-		return h, nil
-	}
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, fmt.Errorf("open netlink in %s: %w", path, err)
-	}
-	return h, nil
-}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/kflcap/kflcap/internal/netnsrun"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -159,7 +160,7 @@ func CleanupPins(root string, log *slog.Logger) {
 // the clsact qdiscs that were left with no filter at all. It returns how
 // many filters it removed.
 func CleanupFilters(path string) (int, error) {
-	h, err := netlinkHandle(path)
+	h, err := netnsrun.Netlink(path)
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
+	"github.com/kflcap/kflcap/internal/netnsrun"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -108,7 +109,7 @@ func Discover(nsPath string, names []string) ([]Iface, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := nsHandle(nsPath)
+	h, err := netnsrun.Netlink(nsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -139,26 +140,6 @@ func Discover(nsPath string, names []string) ([]Iface, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out, nil
-}
-
-func nsHandle(nsPath string) (*netlink.Handle, error) {
-	if nsPath == "" {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return nil, fmt.Errorf("open netlink: %w", err)
-		}
-		return h, nil
-	}
-	ns, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", nsPath, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, fmt.Errorf("open netlink in %s: %w", nsPath, err)
-	}
-	return h, nil
 }
 
 func ifaceOf(l netlink.Link, nsPath string) Iface {
@@ -209,7 +190,7 @@ func WatchLinks(ctx context.Context, nsPath string, sel *Selector, onAdd func(If
 	}
 	known := map[int]bool{} // reported to onAdd and not deleted since
 	resync := func() {
-		h, err := nsHandle(nsPath)
+		h, err := netnsrun.Netlink(nsPath)
 		if err != nil {
 			report(err)
 			return
