@@ -322,4 +322,3 @@ func (a *Attachment) detach() error {
 func isGone(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)
 }
-

@@ -257,4 +257,3 @@ func trafgenConfig(tmp string) string {
 	}
 	return trafgenCfg
 }
-
