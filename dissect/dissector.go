@@ -81,9 +81,11 @@ type Config struct {
 	StreamRetainBytes int
 	TotalRetainBytes  int64
 	// Selectable, if set, is asked once per new stream (IP protocol and
-	// the two ends) whether anything could ever Select it; a stream it
-	// rejects retains nothing, and its packets are not counted as lost.
-	// It is called from the workers and must be safe for concurrent use.
+	// the two ends) whether anything could ever Select it, or wants its
+	// entries. A stream it rejects is counted (packets, bytes, TCP flags)
+	// but retains nothing, is not reassembled or dissected, and makes no
+	// entries; its packets are not counted as lost. It is called from the
+	// workers and must be safe for concurrent use.
 	Selectable func(proto uint8, a, b netip.AddrPort) bool
 	// RetainSelected keeps retaining (and replaying to later Selects) the
 	// packets of streams that already have a sink. Set it when several

@@ -26,7 +26,7 @@ type stream struct {
 	retained []Packet
 	retBytes int
 	lost     uint64 // packets not retained
-	noRetain bool   // nothing can select it (Config.Selectable)
+	unwanted bool   // nothing can select it (Config.Selectable): counted, not kept or dissected
 	sinks    []Sink
 	tcp      [2]tcpHalf
 	// Sequence number of the first byte being delivered and the ack of the
@@ -233,10 +233,31 @@ func (sh *shard) handle(p *Packet, res decodeResult, dec *decoded) {
 			k.StreamPacket(info, *p)
 		}
 	}
-	if dec.proto == protoTCP {
+	switch {
+	case s.unwanted:
+		if dec.proto == protoTCP {
+			sh.tcpFlags(s, dir, dec)
+		}
+	case dec.proto == protoTCP:
 		sh.tcpSegment(s, dir, dec, ts)
-	} else {
+	default:
 		sh.udpDatagram(s, dir, dec, ts)
+	}
+}
+
+// tcpFlags keeps, for a stream that is not dissected, the TCP state its
+// expiry and port reuse depend on.
+func (sh *shard) tcpFlags(s *stream, dir int, dec *decoded) {
+	if dec.flags&flagSYN != 0 {
+		s.syn = true
+		s.clientIsB = (dir == 1) == (dec.flags&flagACK == 0)
+	}
+	if dec.flags&flagFIN != 0 {
+		s.fin = true
+		s.tcp[dir].finSeen = true
+	}
+	if dec.flags&flagRST != 0 {
+		s.rst = true
 	}
 }
 
@@ -268,7 +289,7 @@ func (sh *shard) newStream(k flowKey, dec *decoded, ts time.Time) *stream {
 		first: ts, last: ts}
 	s.name = StreamName(id, s.l4name())
 	if sel := sh.d.cfg.Selectable; sel != nil {
-		s.noRetain = !sel(dec.proto, s.a, s.b)
+		s.unwanted = !sel(dec.proto, s.a, s.b)
 	}
 	if dec.proto == protoTCP && dec.flags&(flagSYN|flagACK) == flagSYN|flagACK {
 		s.clientIsB = true // first packet is a SYN-ACK: the server sent it
@@ -287,7 +308,7 @@ const packetHeaderBytes = int(unsafe.Sizeof(Packet{}))
 
 func (sh *shard) retain(s *stream, p *Packet) {
 	per := sh.d.cfg.StreamRetainBytes
-	if per <= 0 || s.noRetain {
+	if per <= 0 || s.unwanted {
 		return
 	}
 	n := len(p.Data) + packetHeaderBytes
@@ -356,7 +377,7 @@ func (sh *shard) closeStream(s *stream) {
 	if s.app != nil {
 		s.app.close(sh, s)
 	}
-	if s.l7Entries == 0 && !s.l4Emitted {
+	if s.l7Entries == 0 && !s.l4Emitted && !s.unwanted {
 		sh.emitL4(s)
 	}
 	if len(s.sinks) > 0 {

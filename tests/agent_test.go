@@ -526,6 +526,8 @@ func TestAgentSpoolFull(t *testing.T) {
 		netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("s%d.shop.example.test", i))
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The last flow's entry follows within the ring reader's deadline.
+	waitMetric(t, p.A, 6, "kflcap_entries_total", `protocol="dns"`)
 	metrics := netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
 	refused := metricValue(t, metrics, "kflcap_userspace_drops_total", `stage="spool_full"`)
 	kept := metricValue(t, metrics, "kflcap_kfl_matches_total", `job="1"`)
@@ -579,8 +581,7 @@ func TestAgentReload(t *testing.T) {
 	for i := range 3 {
 		dig(fmt.Sprintf("after%d.shop.example.test", i))
 	}
-	time.Sleep(300 * time.Millisecond)
-	if v := metricValue(t, metrics(), "kflcap_kfl_matches_total", `job="0"`, `query="dns"`); v != 3 {
+	if v := waitMetric(t, p.A, 3, "kflcap_kfl_matches_total", `job="0"`, `query="dns"`); v != 3 {
 		t.Errorf("the reloaded job selected %v streams, want the 3 DNS flows after the reload", v)
 	}
 
@@ -643,9 +644,7 @@ func TestAgentDuplicatesAcrossInterfaces(t *testing.T) {
 	for i := range 3 {
 		netnstest.Exec(t, c, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("r%d.shop.example.test", i))
 	}
-	time.Sleep(300 * time.Millisecond)
-	metrics := netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
-	dups := metricValue(t, metrics, "kflcap_duplicate_packets_total")
+	dups := waitMetric(t, p.A, 6, "kflcap_duplicate_packets_total")
 	env.stop(t)
 	if dups != 6 {
 		t.Errorf("%v duplicates counted, want 6 (3 queries and 3 answers, each seen on both interfaces)", dups)

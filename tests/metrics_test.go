@@ -17,6 +17,15 @@ import (
 // metricValue reads one sample from an exposition.
 func metricValue(t *testing.T, exposition, name string, labels ...string) float64 {
 	t.Helper()
+	v, ok := sampleValue(exposition, name, labels...)
+	if !ok {
+		t.Fatalf("no sample %s%v in:\n%s", name, labels, exposition)
+	}
+	return v
+}
+
+// sampleValue is the value of the first sample of name with all the labels.
+func sampleValue(exposition, name string, labels ...string) (float64, bool) {
 	for _, line := range strings.Split(exposition, "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
@@ -30,11 +39,26 @@ func metricValue(t *testing.T, exposition, name string, labels ...string) float6
 		if ok {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// waitMetric scrapes the agent in namespace ns (127.0.0.1:9750) until the
+// sample reaches at least want, for up to 5 s, and returns its last value.
+// Entries follow the traffic by up to the ring reader's deadline (200 ms
+// on a quiet link) plus dissection.
+func waitMetric(t *testing.T, ns string, want float64, name string, labels ...string) float64 {
+	t.Helper()
+	var v float64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, _ := netnstest.Output(ns, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
+		v, _ = sampleValue(out, name, labels...)
+		if v >= want || time.Now().After(deadline) {
 			return v
 		}
 	}
-	t.Fatalf("no sample %s%v in:\n%s", name, labels, exposition)
-	return 0
 }
 
 // The agent's /metrics counts exactly the packets sent, passes promtool,

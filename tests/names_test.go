@@ -325,7 +325,9 @@ local: {dir: %s/repos}
 	if out := netnstest.Exec(t, p.A, "dig", "+short", "+tries=1", "+time=2", "@"+p.IPB, "web.example.test"); strings.TrimSpace(out) != other {
 		t.Fatalf("dig web.example.test: %q", out)
 	}
-	time.Sleep(200 * time.Millisecond) // the answer is dissected before the next connection ends
+	// The answer is dissected (and the name learnt) before the next
+	// connection starts.
+	waitMetric(t, p.A, 1, "kflcap_entries_total", `protocol="dns"`)
 	after := get(t, p.A, "http://"+other+":8080/")
 	// The agent stops at once: the last connection is still in the ring
 	// when the programs are detached, and must be decoded all the same.

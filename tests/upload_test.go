@@ -353,6 +353,11 @@ func TestUploadS3Outage(t *testing.T) {
 	down := time.Now()
 	time.Sleep(30 * time.Second)
 	waiting, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
+	// Unready while the store is down, naming it; capture goes on.
+	if out, err := netnstest.Output(p.A, "curl", "-sS", "-w", " %{http_code}", "http://127.0.0.1:9750/readyz"); err != nil ||
+		!strings.Contains(out, "sink s3") || !strings.HasSuffix(strings.TrimSpace(out), " 503") {
+		t.Errorf("/readyz during the outage: %q, %v; want 503 naming sink s3", out, err)
+	}
 	srv.Restart(t)
 	t.Logf("MinIO down for %v: %d objects before, %d archives waiting at the restart", time.Since(down).Round(time.Second), before, len(waiting))
 	if len(waiting) < 5 {
@@ -360,11 +365,6 @@ func TestUploadS3Outage(t *testing.T) {
 	}
 	if !strings.Contains(agent.Stderr(), "network") {
 		t.Errorf("the agent's log does not say the store is unreachable:\n%s", tail(agent.Stderr(), 20))
-	}
-	// Unready while the store was down, naming it; capture went on.
-	if out, err := netnstest.Output(p.A, "curl", "-sS", "-w", " %{http_code}", "http://127.0.0.1:9750/readyz"); err != nil ||
-		!strings.Contains(out, "sink s3") || !strings.HasSuffix(strings.TrimSpace(out), " 503") {
-		t.Errorf("/readyz during the outage: %q, %v; want 503 naming sink s3", out, err)
 	}
 	time.Sleep(2 * time.Second)
 	stop()

@@ -526,9 +526,11 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	dis = dissect.New(dissect.Config{
 		Resolver: resolver,
 		// With triggers on the kernel copies everything; streams no job
-		// can select are not kept for a selection that cannot come.
+		// can select are counted, but not kept for a selection that cannot
+		// come, nor dissected. DNS is always dissected: its answers name
+		// the addresses of every entry.
 		Selectable: func(proto uint8, src, dst netip.AddrPort) bool {
-			return a.set.Load().selectable(proto, src, dst)
+			return src.Port() == 53 || dst.Port() == 53 || a.set.Load().selectable(proto, src, dst)
 		},
 		Local:             func(ip netip.Addr) bool { return local.Contains(ip) || localPod(ip) },
 		Workers:           runtime.NumCPU(),
