@@ -33,17 +33,13 @@ func TestBpftoolSeesAgent(t *testing.T) {
 		return string(out), err
 	}
 
-	var ids []string
-	for _, prog := range []string{"kflcap_tc_in", "kflcap_tc_eg"} {
-		out, err := inAgent("prog", "show", "pinned", "/sys/fs/bpf/kflcap/"+prog)
-		if err != nil || !strings.Contains(out, "name "+prog) {
-			t.Fatalf("bpftool prog show pinned %s: %v\n%s", prog, err, out)
-		}
-		ids = append(ids, strings.TrimSuffix(strings.Fields(out)[0], ":"))
+	progs := []string{"kflcap_tc_in", "kflcap_tc_eg"}
+	ids := pinnedProgIDs(t, inAgent, "/sys/fs/bpf/kflcap", progs...)
+	for i, prog := range progs {
 		// From the host too, by name (Debian's bpftool does not print
 		// owner pids).
-		if out, err := exec.Command("bpftool", "prog", "show", "name", prog).CombinedOutput(); err != nil || !strings.Contains(string(out), ids[len(ids)-1]+": sched_cls  name "+prog) {
-			t.Errorf("bpftool prog show name %s does not list program %s: %v\n%s", prog, ids[len(ids)-1], err, out)
+		if out, err := exec.Command("bpftool", "prog", "show", "name", prog).CombinedOutput(); err != nil || !strings.Contains(string(out), ids[i]+": sched_cls  name "+prog) {
+			t.Errorf("bpftool prog show name %s does not list program %s: %v\n%s", prog, ids[i], err, out)
 		}
 	}
 	out, err := inAgent("net", "show", "dev", p.IfA)
@@ -69,11 +65,7 @@ func TestBpftoolSeesAgent(t *testing.T) {
 	if code := agent.interrupt(t); code != 0 {
 		t.Fatalf("agent exit %d:\n%s", code, agent.Stderr())
 	}
-	for _, id := range ids {
-		if out, err := exec.Command("bpftool", "prog", "show", "id", id).CombinedOutput(); err == nil {
-			t.Errorf("program %s still loaded after the agent exited:\n%s", id, out)
-		}
-	}
+	checkUnloaded(t, ids)
 	if out := netnstest.Exec(t, p.A, "tc", "filter", "show", "dev", p.IfA, "ingress"); strings.Contains(out, "kflcap") {
 		t.Errorf("filter left after exit:\n%s", out)
 	}
@@ -90,4 +82,35 @@ func sumField(dump, key string) int {
 		}
 	}
 	return total
+}
+
+// bpftool runs the host's bpftool.
+func bpftool(args ...string) (string, error) {
+	out, err := exec.Command("bpftool", args...).CombinedOutput()
+	return string(out), err
+}
+
+// pinnedProgIDs returns the ids of the programs pinned in dir, as bpftool
+// run through run shows them by name; it fails the test when one is not.
+func pinnedProgIDs(t *testing.T, run func(args ...string) (string, error), dir string, progs ...string) []string {
+	t.Helper()
+	var ids []string
+	for _, prog := range progs {
+		out, err := run("prog", "show", "pinned", dir+"/"+prog)
+		if err != nil || !strings.Contains(out, "name "+prog) {
+			t.Fatalf("bpftool prog show pinned %s: %v\n%s", prog, err, out)
+		}
+		ids = append(ids, strings.TrimSuffix(strings.Fields(out)[0], ":"))
+	}
+	return ids
+}
+
+// checkUnloaded fails the test for every program id still loaded.
+func checkUnloaded(t *testing.T, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		if out, err := bpftool("prog", "show", "id", id); err == nil {
+			t.Errorf("program %s still loaded after exit:\n%s", id, out)
+		}
+	}
 }

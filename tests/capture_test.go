@@ -456,14 +456,7 @@ func TestBpftoolSeesCapture(t *testing.T) {
 	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-w", "/dev/null")
 	cap.waitStderr(t, "capturing on", 20*time.Second)
 	dir := fmt.Sprintf("/sys/fs/bpf/kflcap/capture-%d", cap.cmd.Process.Pid)
-	var ids []string
-	for _, prog := range []string{"kflcap_tc_in", "kflcap_tc_eg", "kflcap_sock"} {
-		out, err := exec.Command("bpftool", "prog", "show", "pinned", filepath.Join(dir, prog)).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "name "+prog) {
-			t.Fatalf("bpftool prog show pinned %s: %v\n%s", prog, err, out)
-		}
-		ids = append(ids, strings.TrimSuffix(strings.Fields(string(out))[0], ":"))
-	}
+	ids := pinnedProgIDs(t, bpftool, dir, "kflcap_tc_in", "kflcap_tc_eg", "kflcap_sock")
 	for _, m := range []string{"kflcap_events", "kflcap_ifstats", "kflcap_pf_cfg", "kflcap_pf_port", "kflcap_pf_ip4", "kflcap_owner"} {
 		out, err := exec.Command("bpftool", "map", "show", "pinned", filepath.Join(dir, m)).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "name "+m) {
@@ -476,11 +469,7 @@ func TestBpftoolSeesCapture(t *testing.T) {
 	if code := cap.interrupt(t); code != 0 {
 		t.Fatalf("exit %d: %s", code, cap.Stderr())
 	}
-	for _, id := range ids {
-		if out, err := exec.Command("bpftool", "prog", "show", "id", id).CombinedOutput(); err == nil {
-			t.Errorf("program %s still loaded after exit:\n%s", id, out)
-		}
-	}
+	checkUnloaded(t, ids)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s still exists after exit", dir)
 	}
