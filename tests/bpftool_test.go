@@ -38,7 +38,7 @@ func TestBpftoolSeesAgent(t *testing.T) {
 	for i, prog := range progs {
 		// From the host too, by name (Debian's bpftool does not print
 		// owner pids).
-		if out, err := exec.Command("bpftool", "prog", "show", "name", prog).CombinedOutput(); err != nil || !strings.Contains(string(out), ids[i]+": sched_cls  name "+prog) {
+		if out, err := bpftool("prog", "show", "name", prog); err != nil || !strings.Contains(out, ids[i]+": sched_cls  name "+prog) {
 			t.Errorf("bpftool prog show name %s does not list program %s: %v\n%s", prog, ids[i], err, out)
 		}
 	}

@@ -458,12 +458,12 @@ func TestBpftoolSeesCapture(t *testing.T) {
 	dir := fmt.Sprintf("/sys/fs/bpf/kflcap/capture-%d", cap.cmd.Process.Pid)
 	ids := pinnedProgIDs(t, bpftool, dir, "kflcap_tc_in", "kflcap_tc_eg", "kflcap_sock")
 	for _, m := range []string{"kflcap_events", "kflcap_ifstats", "kflcap_pf_cfg", "kflcap_pf_port", "kflcap_pf_ip4", "kflcap_owner"} {
-		out, err := exec.Command("bpftool", "map", "show", "pinned", filepath.Join(dir, m)).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "name "+m) {
+		out, err := bpftool("map", "show", "pinned", filepath.Join(dir, m))
+		if err != nil || !strings.Contains(out, "name "+m) {
 			t.Errorf("bpftool map show pinned %s: %v\n%s", m, err, out)
 		}
 	}
-	if out, err := exec.Command("bpftool", "map", "dump", "pinned", filepath.Join(dir, "kflcap_ifstats")).CombinedOutput(); err != nil || !strings.Contains(string(out), `"delivered"`) {
+	if out, err := bpftool("map", "dump", "pinned", filepath.Join(dir, "kflcap_ifstats")); err != nil || !strings.Contains(out, `"delivered"`) {
 		t.Errorf("bpftool map dump of the counters: %v\n%s", err, out)
 	}
 	if code := cap.interrupt(t); code != 0 {
