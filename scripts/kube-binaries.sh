@@ -6,8 +6,8 @@
 # 6m43s; it leaves 2.3 GB of build cache and 0.7 GB of modules), 20 s with
 # warm Go caches; the two binaries take 123 MB.
 #
-# The cache is outside the checkout (scripts/cache.sh),
-# keyed by both versions. Idempotent; concurrent callers wait on a lock.
+# The cache is outside the checkout (scripts/cache.sh), keyed by both
+# versions. Idempotent; concurrent callers wait on a lock.
 #
 # kube-apiserver: k8s.io/kubernetes is not meant to be required as a module:
 # its go.mod points every staging module (k8s.io/api, apimachinery, …) at
