@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"github.com/kflcap/kflcap/packet"
 	"os"
 	"strconv"
 	"strings"
@@ -70,10 +71,10 @@ type Attachment struct {
 // interface only the ingress hook is used: every packet crosses lo twice
 // (out, then in), and tcpdump shows it once too.
 func (o *Objects) Attach(iface Interface, backend Backend) (*Attachment, error) {
-	if err := o.addKey(iface.Index, Ingress); err != nil {
+	if err := o.addKey(iface.Index, packet.Ingress); err != nil {
 		return nil, err
 	}
-	if err := o.addKey(iface.Index, Egress); err != nil {
+	if err := o.addKey(iface.Index, packet.Egress); err != nil {
 		return nil, err
 	}
 	eth := uint8(1)
@@ -137,7 +138,7 @@ func (o *Objects) Detach(a *Attachment) error {
 func (o *Objects) forget(ifindex int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []packet.Direction{packet.Ingress, packet.Egress} {
 		k := captureIfKey{Ifindex: uint32(ifindex), Direction: uint32(dir)}
 		o.objs.KflcapIfstats.Delete(k)
 		delete(o.keys, k)

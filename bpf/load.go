@@ -21,8 +21,6 @@ const (
 	DefaultSnaplen = 65535
 	// DefaultRingBytes is the default ring buffer size (capture.ringBufferBytes).
 	DefaultRingBytes = 16 << 20
-	// RecordHeaderLen is the size of the header before each record's bytes.
-	RecordHeaderLen = 24
 	// DefaultPinRoot is where pins live unless configured otherwise.
 	DefaultPinRoot = "/sys/fs/bpf/kflcap"
 )

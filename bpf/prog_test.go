@@ -1,8 +1,8 @@
 package bpf
 
 import (
-	"encoding/binary"
 	"errors"
+	"github.com/kflcap/kflcap/packet"
 	"net"
 	"net/netip"
 	"os"
@@ -29,10 +29,10 @@ func loadForTest(t *testing.T, snaplen uint32) *Objects {
 	}
 	t.Cleanup(func() { o.Close() })
 	// BPF_PROG_TEST_RUN runs the program on the loopback device (ifindex 1).
-	if err := o.addKey(1, Ingress); err != nil {
+	if err := o.addKey(1, packet.Ingress); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.addKey(1, Egress); err != nil {
+	if err := o.addKey(1, packet.Egress); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -106,14 +106,17 @@ func drain(t *testing.T, o *Objects) []rec {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := r.RawSample
+		rc, ok := ParseRecord(r.RawSample)
+		if !ok {
+			t.Fatalf("malformed record of %d bytes", len(r.RawSample))
+		}
 		out = append(out, rec{
-			ts:      binary.NativeEndian.Uint64(b[0:]),
-			wire:    binary.NativeEndian.Uint32(b[8:]),
-			cap:     binary.NativeEndian.Uint32(b[12:]),
-			ifindex: binary.NativeEndian.Uint32(b[16:]),
-			dir:     b[20],
-			data:    append([]byte(nil), b[RecordHeaderLen:RecordHeaderLen+binary.NativeEndian.Uint32(b[12:])]...),
+			ts:      rc.BootNs,
+			wire:    uint32(rc.WireLen),
+			cap:     uint32(len(rc.Data)),
+			ifindex: uint32(rc.Ifindex),
+			dir:     uint8(rc.Dir),
+			data:    append([]byte(nil), rc.Data...),
 		})
 	}
 }
@@ -160,7 +163,7 @@ func TestRecordHeader(t *testing.T) {
 			t.Errorf("record %d: ifindex %d, want 1 (test runs use loopback)", i, r.ifindex)
 		}
 	}
-	if recs[0].dir != uint8(Ingress) || recs[1].dir != uint8(Egress) {
+	if recs[0].dir != uint8(packet.Ingress) || recs[1].dir != uint8(packet.Egress) {
 		t.Errorf("directions %d,%d; want ingress then egress", recs[0].dir, recs[1].dir)
 	}
 	c := mustCounters(t, o)
@@ -221,7 +224,7 @@ func TestRingFullIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	o.addKey(1, Ingress)
+	o.addKey(1, packet.Ingress)
 	pkt := buildPacket(t, pktSpec{proto: layers.IPProtocolUDP, src: "10.1.0.1", dst: "10.1.0.2", sport: 1, dport: 2, payload: 400})
 	const n = 50 // 50 × ~470 bytes cannot fit in 4 KiB
 	for range n {

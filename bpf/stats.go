@@ -5,22 +5,8 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/kflcap/kflcap/packet"
 )
-
-// Direction of a captured packet relative to the interface.
-type Direction uint8
-
-const (
-	Ingress Direction = 0
-	Egress  Direction = 1
-)
-
-func (d Direction) String() string {
-	if d == Egress {
-		return "egress"
-	}
-	return "ingress"
-}
 
 // Counters are the kernel-side packet counters of one interface and
 // direction (or all of them), summed over CPUs. For every key,
@@ -51,7 +37,7 @@ func (c *Counters) Add(d Counters) {
 // interfaces that had no key yet.
 type IfKey struct {
 	Ifindex   int
-	Direction Direction
+	Direction packet.Direction
 }
 
 func sumPerCPU(vals []captureCounters) Counters {
@@ -63,7 +49,7 @@ func sumPerCPU(vals []captureCounters) Counters {
 }
 
 // addKey makes the programs count ifindex/dir separately.
-func (o *Objects) addKey(ifindex int, dir Direction) error {
+func (o *Objects) addKey(ifindex int, dir packet.Direction) error {
 	k := captureIfKey{Ifindex: uint32(ifindex), Direction: uint32(dir)}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -92,7 +78,7 @@ func (o *Objects) Counters() (map[IfKey]Counters, error) {
 	)
 	it := o.objs.KflcapIfstats.Iterate()
 	for it.Next(&k, &vals) {
-		out[IfKey{int(k.Ifindex), Direction(k.Direction)}] = sumPerCPU(vals)
+		out[IfKey{int(k.Ifindex), packet.Direction(k.Direction)}] = sumPerCPU(vals)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read interface counters: %w", err)

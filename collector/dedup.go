@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gopacket/gopacket/layers"
+	"github.com/kflcap/kflcap/packet"
 )
 
 // Dedup recognises a packet seen again on another captured interface: both
@@ -43,11 +44,12 @@ func NewDedup(windowNs int64, bits uint) *Dedup {
 
 // Seen reports whether p is a duplicate of a packet captured on another
 // interface within the window (and counts it); otherwise it records p.
-func (d *Dedup) Seen(link layers.LinkType, data []byte, ifindex int, unixNano int64) bool {
-	h, ok := ipIdentity(link, data)
+func (d *Dedup) Seen(p *packet.Packet) bool {
+	h, ok := ipIdentity(p.LinkType, p.Data)
 	if !ok {
 		return false
 	}
+	ifindex, unixNano := p.Ifindex, p.Time.UnixNano()
 	s := &d.slots[h&d.mask]
 	if s.hash == h && s.ifindex != int32(ifindex) && unixNano-s.at <= d.window && unixNano >= s.at {
 		d.Duplicates.Add(1)

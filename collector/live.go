@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
 )
 
@@ -49,6 +51,9 @@ type Live struct {
 	// last packets are still in the ring, and the reader needs its link
 	// type to decode them.
 	removed map[int]removedIface
+	// links is ifaces and removed's link types, copied on every change so
+	// that the reader looks one up per packet without a lock.
+	links atomic.Pointer[map[int]layers.LinkType]
 	// final holds the kernel counters read just before Stop detached
 	// everything (detaching forgets an interface's counters).
 	final     map[bpf.IfKey]bpf.Counters
@@ -98,6 +103,7 @@ func StartLive(opts LiveOptions) (*Live, error) {
 			return nil, err
 		}
 	}
+	opts.Reader.LinkType = l.linkType
 	l.reader, err = NewReader(objs.Events(), NewClock(), &l.Stages, opts.Reader)
 	if err != nil {
 		objs.Close()
@@ -156,13 +162,16 @@ func (l *Live) Add(ifc Iface) (bool, error) {
 	defer l.mu.Unlock()
 	if _, ok := l.attached[ifc.Index]; ok {
 		l.ifaces[ifc.Index] = ifc
+		l.publishLinks()
 		return false, nil
 	}
 	// Known before attaching: its first packets may arrive at once.
 	l.ifaces[ifc.Index] = ifc
+	l.publishLinks()
 	a, err := l.objs.Attach(ifc.Interface, l.backend)
 	if err != nil {
 		delete(l.ifaces, ifc.Index)
+		l.publishLinks()
 		return false, err
 	}
 	l.attached[ifc.Index] = a
@@ -196,6 +205,7 @@ func (l *Live) Remove(index int) (bool, error) {
 			delete(l.removed, i)
 		}
 	}
+	l.publishLinks()
 	l.mu.Unlock()
 	if !ok {
 		return false, nil
@@ -213,6 +223,30 @@ func (l *Live) Iface(index int) (Iface, bool) {
 	}
 	r, ok := l.removed[index]
 	return r.Iface, ok
+}
+
+// publishLinks copies the link types of ifaces and removed for linkType.
+// l.mu is held.
+func (l *Live) publishLinks() {
+	m := make(map[int]layers.LinkType, len(l.ifaces)+len(l.removed))
+	for i, r := range l.removed {
+		m[i] = r.LinkType
+	}
+	for i, ifc := range l.ifaces {
+		m[i] = ifc.LinkType
+	}
+	l.links.Store(&m)
+}
+
+// linkType is the link type of the interface with that index: Ethernet
+// when it is unknown.
+func (l *Live) linkType(ifindex int) layers.LinkType {
+	if m := l.links.Load(); m != nil {
+		if lt, ok := (*m)[ifindex]; ok {
+			return lt
+		}
+	}
+	return layers.LinkTypeEthernet
 }
 
 // Objects gives access to the loaded programs (prefilter updates, counters).

@@ -2,30 +2,20 @@ package collector
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
+	"github.com/kflcap/kflcap/packet"
 )
-
-// Packet is one captured packet.
-type Packet struct {
-	UnixNano int64 // wall-clock capture time
-	WireLen  int   // length on the wire; len(Data) is the captured length
-	Ifindex  int
-	Dir      bpf.Direction
-	// Data is the captured bytes, in place in the kernel's ring buffer:
-	// read-only, and valid only until the batch holding it is released.
-	Data []byte
-}
 
 // Batch is a run of packets read together, in ring order.
 type Batch struct {
-	Packets []Packet
+	Packets []packet.Packet
 	end     uint64 // ring position after the batch's last record
 	done    bool
 	r       *Reader
@@ -56,6 +46,9 @@ type ReaderOptions struct {
 	// When that many are out, the reader waits and the ring buffer absorbs
 	// the traffic (its overflow is counted in the kernel). Default 64.
 	QueueLen int
+	// LinkType tells each packet's link type from its interface index;
+	// nil: Ethernet.
+	LinkType func(ifindex int) layers.LinkType
 }
 
 // Reader reads records from the capture ring buffer into batches, without
@@ -150,21 +143,22 @@ func (r *Reader) run(ctx context.Context, emit func(*Batch)) error {
 
 // add appends one record to b.
 func (r *Reader) add(b *Batch, raw []byte) {
-	if len(raw) < bpf.RecordHeaderLen {
+	rec, ok := bpf.ParseRecord(raw)
+	if !ok {
 		r.stats.Malformed.Add(1)
 		return
 	}
-	capLen := int(binary.NativeEndian.Uint32(raw[12:]))
-	if capLen > len(raw)-bpf.RecordHeaderLen {
-		r.stats.Malformed.Add(1)
-		return
+	lt := layers.LinkTypeEthernet
+	if r.opts.LinkType != nil {
+		lt = r.opts.LinkType(rec.Ifindex)
 	}
-	b.Packets = append(b.Packets, Packet{
-		UnixNano: r.clock.UnixNano(binary.NativeEndian.Uint64(raw[0:])),
-		WireLen:  int(binary.NativeEndian.Uint32(raw[8:])),
-		Ifindex:  int(binary.NativeEndian.Uint32(raw[16:])),
-		Dir:      bpf.Direction(raw[20]),
-		Data:     raw[bpf.RecordHeaderLen : bpf.RecordHeaderLen+capLen : bpf.RecordHeaderLen+capLen],
+	b.Packets = append(b.Packets, packet.Packet{
+		Time:     r.clock.Time(rec.BootNs),
+		Ifindex:  rec.Ifindex,
+		Dir:      rec.Dir,
+		LinkType: lt,
+		WireLen:  rec.WireLen,
+		Data:     rec.Data,
 	})
 }
 
@@ -214,7 +208,7 @@ func (r *Reader) getBatch() *Batch {
 		r.pool = r.pool[:n-1]
 		return b
 	}
-	return &Batch{Packets: make([]Packet, 0, batchPackets), r: r}
+	return &Batch{Packets: make([]packet.Packet, 0, batchPackets), r: r}
 }
 
 func (r *Reader) putBatch(b *Batch) {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pcap"
 )
 
 func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
@@ -184,8 +186,8 @@ func TestAppendSLL2(t *testing.T) {
 	eth := append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0}, raw...)
 	sll := append([]byte{0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 8, 0}, raw...)
 	d := newDecoder()
-	for _, p := range []Packet{{LinkType: layers.LinkTypeEthernet, Data: eth, IfIndex: 3}, {LinkType: layers.LinkTypeRaw, Data: raw}, {LinkType: layers.LinkTypeLinuxSLL, Data: sll}} {
-		b, ok := AppendSLL2(nil, p)
+	for _, p := range []packet.Packet{{LinkType: layers.LinkTypeEthernet, Data: eth, Ifindex: 3}, {LinkType: layers.LinkTypeRaw, Data: raw}, {LinkType: layers.LinkTypeLinuxSLL, Data: sll}} {
+		b, ok := pcap.AppendSLL2(nil, &p)
 		if !ok {
 			t.Fatalf("%v: not converted", p.LinkType)
 		}
@@ -193,7 +195,7 @@ func TestAppendSLL2(t *testing.T) {
 		if r := d.decode(layers.LinkTypeLinuxSLL2, b, time.Now(), &out); r != decodedOK || out.sport != 5353 || string(out.payload) != "q" {
 			t.Errorf("%v: decoded %d %+v", p.LinkType, r, out)
 		}
-		if p.IfIndex == 3 && b[7] != 3 {
+		if p.Ifindex == 3 && b[7] != 3 {
 			t.Errorf("interface index not kept: % x", b[:8])
 		}
 	}

@@ -11,18 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket/layers"
+	"github.com/kflcap/kflcap/packet"
 )
-
-// Packet is one captured frame as it enters the dissector.
-type Packet struct {
-	Timestamp time.Time
-	LinkType  layers.LinkType // per packet: captures mix Ethernet, raw IP, SLL and SLL2
-	Data      []byte          // the captured bytes; see Feed for how long they stay valid
-	OrigLen   int             // length on the wire (≥ len(Data) when truncated by a snaplen)
-	IfIndex   int             // capturing interface, 0 when unknown
-	Outgoing  bool            // captured leaving the interface (egress); false for ingress or unknown
-}
 
 // Resolver names endpoints (Kubernetes pod or service, its namespace and
 // labels; or a name learnt from DNS or /etc/hosts). An empty name means
@@ -51,7 +41,7 @@ func (rs Resolvers) Resolve(ip netip.Addr, port uint16) (name, namespace string,
 // from one worker goroutine; with Workers > 1 calls for different streams
 // come concurrently. Packet data is valid only during the call.
 type Sink interface {
-	StreamPacket(s StreamInfo, p Packet)
+	StreamPacket(s StreamInfo, p packet.Packet)
 	StreamEnd(s StreamInfo)
 }
 
@@ -233,12 +223,12 @@ var ErrClosed = errors.New("dissector closed")
 // not retained after Feed returns: the dissector copies what it keeps.
 // With Workers > 1 Feed blocks when the workers fall behind (backpressure,
 // not loss); a live source that cannot block should count its own drops.
-func (d *Dissector) Feed(p Packet) error {
+func (d *Dissector) Feed(p packet.Packet) error {
 	if d.closed {
 		return ErrClosed
 	}
 	var dec decoded
-	res := d.dec.decode(p.LinkType, p.Data, p.Timestamp, &dec)
+	res := d.dec.decode(p.LinkType, p.Data, p.Time, &dec)
 	if len(d.shards) == 1 {
 		d.shards[0].handle(&p, res, &dec)
 		return nil
@@ -367,7 +357,7 @@ type batch struct {
 }
 
 type batchItem struct {
-	p          Packet
+	p          packet.Packet
 	res        decodeResult
 	dec        decoded
 	off, n     int // frame in arena
@@ -381,7 +371,7 @@ func newBatch() *batch {
 }
 
 // add copies the packet into the batch; false when it is full.
-func (b *batch) add(p *Packet, res decodeResult, dec *decoded) bool {
+func (b *batch) add(p *packet.Packet, res decodeResult, dec *decoded) bool {
 	need := len(p.Data) + len(dec.payload)
 	if len(b.items) == cap(b.items) || len(b.arena)+need > cap(b.arena) && len(b.items) > 0 {
 		return false

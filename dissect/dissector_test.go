@@ -15,7 +15,9 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/packet"
 )
 
 // entryKey describes an entry independently of stream numbering.
@@ -51,7 +53,7 @@ func TestWorkersSameEntries(t *testing.T) {
 			}
 			close(done)
 		}()
-		if err := dissect.ReadFile(context.Background(), f, d.Feed, nil); err != nil {
+		if err := collector.ReadFile(context.Background(), f, d.Feed, nil); err != nil {
 			t.Fatal(err)
 		}
 		d.Close()
@@ -78,8 +80,8 @@ type collectSink struct {
 	ended map[uint64]bool
 }
 
-func (c *collectSink) StreamPacket(s dissect.StreamInfo, p dissect.Packet) { c.pkts[s.ID]++ }
-func (c *collectSink) StreamEnd(s dissect.StreamInfo)                      { c.ended[s.ID] = true }
+func (c *collectSink) StreamPacket(s dissect.StreamInfo, p packet.Packet) { c.pkts[s.ID]++ }
+func (c *collectSink) StreamEnd(s dissect.StreamInfo)                     { c.ended[s.ID] = true }
 
 // TestSelectReplaysWholeStream: selecting a stream on its 9th exchange
 // delivers every packet of the stream (as tshark counts them), including
@@ -96,7 +98,7 @@ func TestSelectReplaysWholeStream(t *testing.T) {
 		}
 	}
 	d := dissect.New(cfg)
-	if err := dissect.ReadFile(context.Background(), "testdata/http.pcap", d.Feed, nil); err != nil {
+	if err := collector.ReadFile(context.Background(), "testdata/http.pcap", d.Feed, nil); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -159,7 +161,7 @@ func TestSYNFloodBounded(t *testing.T) {
 	d := dissect.New(cfg)
 	n := 0
 	var peakHeap uint64
-	err := dissect.ReadPackets(context.Background(), pr, func(p dissect.Packet) error {
+	err := collector.ReadPackets(context.Background(), pr, func(p packet.Packet) error {
 		d.Feed(p)
 		n++
 		if n%100_000 == 0 {
@@ -192,10 +194,10 @@ func TestSYNFloodBounded(t *testing.T) {
 }
 
 // loadPackets reads captures into memory for the benchmarks.
-func loadPackets(b *testing.B, files ...string) []dissect.Packet {
-	var out []dissect.Packet
+func loadPackets(b *testing.B, files ...string) []packet.Packet {
+	var out []packet.Packet
 	for _, f := range files {
-		err := dissect.ReadFile(context.Background(), f, func(p dissect.Packet) error {
+		err := collector.ReadFile(context.Background(), f, func(p packet.Packet) error {
 			p.Data = slices.Clone(p.Data)
 			out = append(out, p)
 			return nil
@@ -219,20 +221,20 @@ func BenchmarkDissect(b *testing.B) {
 func BenchmarkDissectL4(b *testing.B) {
 	frame := synFrame(b)
 	frame[14+20+13] = 0x10 // ACK
-	var pkts []dissect.Packet
+	var pkts []packet.Packet
 	ts := time.Unix(1_700_000_000, 0)
 	for i := range 1000 {
 		f := slices.Clone(frame)
 		binary.BigEndian.PutUint32(f[14+20+4:], uint32(1+i*1460))
 		binary.BigEndian.PutUint16(f[34:], uint16(1024+i%16)) // 16 connections
-		pkts = append(pkts, dissect.Packet{Timestamp: ts.Add(time.Duration(i) * time.Microsecond), LinkType: layers.LinkTypeEthernet, Data: f, OrigLen: len(f)})
+		pkts = append(pkts, packet.Packet{Time: ts.Add(time.Duration(i) * time.Microsecond), LinkType: layers.LinkTypeEthernet, Data: f, WireLen: len(f)})
 	}
 	benchFeed(b, pkts, dissect.Config{})
 }
 
-func benchFeed(b *testing.B, pkts []dissect.Packet, cfg dissect.Config) {
+func benchFeed(b *testing.B, pkts []packet.Packet, cfg dissect.Config) {
 	d := dissect.New(cfg)
-	span := pkts[len(pkts)-1].Timestamp.Sub(pkts[0].Timestamp) + time.Second
+	span := pkts[len(pkts)-1].Time.Sub(pkts[0].Time) + time.Second
 	b.ReportAllocs()
 	b.ResetTimer()
 	var shift time.Duration
@@ -241,7 +243,7 @@ func benchFeed(b *testing.B, pkts []dissect.Packet, cfg dissect.Config) {
 		if i%len(pkts) == 0 && i > 0 {
 			shift += span
 		}
-		p.Timestamp = p.Timestamp.Add(shift)
+		p.Time = p.Time.Add(shift)
 		d.Feed(p)
 	}
 	b.StopTimer()

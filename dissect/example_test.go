@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/packet"
 )
 
 // pcapSink stands for a repository writer: it gets whole streams.
 type pcapSink struct{ packets map[string]int }
 
-func (s *pcapSink) StreamPacket(st dissect.StreamInfo, p dissect.Packet) { s.packets[st.Name]++ }
-func (s *pcapSink) StreamEnd(st dissect.StreamInfo)                      {}
+func (s *pcapSink) StreamPacket(st dissect.StreamInfo, p packet.Packet) { s.packets[st.Name]++ }
+func (s *pcapSink) StreamEnd(st dissect.StreamInfo)                     {}
 
 // A capture path: feed packets, select the streams whose entries match, and
 // receive every packet of those streams, including the ones before the match.
@@ -27,7 +29,7 @@ func Example() {
 		},
 	})
 	// A live source calls d.Feed per packet and d.Tick once a second.
-	if err := dissect.ReadFile(context.Background(), "testdata/http.pcap", d.Feed, nil); err != nil {
+	if err := collector.ReadFile(context.Background(), "testdata/http.pcap", d.Feed, nil); err != nil {
 		fmt.Println(err)
 	}
 	d.Close()

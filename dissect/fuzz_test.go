@@ -14,6 +14,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/kflcap/kflcap/collector"
+	"github.com/kflcap/kflcap/packet"
 )
 
 // seedFiles are the captures the netns tests made (see helpers_test.go).
@@ -26,9 +28,9 @@ func seedPayloads(f *testing.F) (tcp [][2][]byte, udp [][]byte) {
 	var order []flowKey
 	dec := newDecoder()
 	for _, name := range seedFiles {
-		err := ReadFile(context.Background(), name, func(p Packet) error {
+		err := collector.ReadFile(context.Background(), name, func(p packet.Packet) error {
 			var d decoded
-			if dec.decode(p.LinkType, p.Data, p.Timestamp, &d) != decodedOK || len(d.payload) == 0 {
+			if dec.decode(p.LinkType, p.Data, p.Time, &d) != decodedOK || len(d.payload) == 0 {
 				return nil
 			}
 			if d.proto == protoUDP {
@@ -83,7 +85,7 @@ func feedTCP(d *Dissector, port uint16, client, server []byte, reqs, resps []str
 			dec = decoded{src: sa, dst: ca, sport: port, dport: 40000, proto: protoTCP, flags: flags, seq: sseq, ack: cseq, payload: payload}
 		}
 		ts = ts.Add(time.Millisecond)
-		sh.handle(&Packet{Timestamp: ts, LinkType: layers.LinkTypeEthernet}, decodedOK, &dec)
+		sh.handle(&packet.Packet{Time: ts, LinkType: layers.LinkTypeEthernet}, decodedOK, &dec)
 		n := uint32(len(payload))
 		if flags&(flagSYN|flagFIN) != 0 {
 			n++
@@ -152,8 +154,8 @@ func FuzzUDPDissectors(f *testing.F) {
 		sh := d.shards[0]
 		ca, sa := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
 		ts := time.Unix(1_700_000_000, 0)
-		sh.handle(&Packet{Timestamp: ts}, decodedOK, &decoded{src: ca, dst: sa, sport: 40000, dport: port, proto: protoUDP, payload: q})
-		sh.handle(&Packet{Timestamp: ts}, decodedOK, &decoded{src: sa, dst: ca, sport: port, dport: 40000, proto: protoUDP, payload: r})
+		sh.handle(&packet.Packet{Time: ts}, decodedOK, &decoded{src: ca, dst: sa, sport: 40000, dport: port, proto: protoUDP, payload: q})
+		sh.handle(&packet.Packet{Time: ts}, decodedOK, &decoded{src: sa, dst: ca, sport: port, dport: 40000, proto: protoUDP, payload: r})
 		d.Close()
 	})
 }
@@ -162,7 +164,7 @@ func FuzzUDPDissectors(f *testing.F) {
 func FuzzDecode(f *testing.F) {
 	for _, name := range seedFiles {
 		n := 0
-		ReadFile(context.Background(), name, func(p Packet) error {
+		collector.ReadFile(context.Background(), name, func(p packet.Packet) error {
 			if n++; n%5 == 0 {
 				f.Add(uint16(p.LinkType), append([]byte(nil), p.Data...))
 			}
@@ -173,9 +175,9 @@ func FuzzDecode(f *testing.F) {
 		types := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2, layers.LinkTypeIPv4, layers.LinkTypeIPv6}
 		d := New(Config{StreamRetainBytes: 4096})
 		ts := time.Unix(1_700_000_000, 0)
-		d.Feed(Packet{Timestamp: ts, LinkType: types[int(lt)%len(types)], Data: frame, OrigLen: len(frame)})
+		d.Feed(packet.Packet{Time: ts, LinkType: types[int(lt)%len(types)], Data: frame, WireLen: len(frame)})
 		// The same frame again as the other link types: headers shift.
-		d.Feed(Packet{Timestamp: ts, LinkType: types[int(lt+1)%len(types)], Data: frame, OrigLen: len(frame)})
+		d.Feed(packet.Packet{Time: ts, LinkType: types[int(lt+1)%len(types)], Data: frame, WireLen: len(frame)})
 		d.Close()
 	})
 }
@@ -198,7 +200,7 @@ func FuzzReadFile(f *testing.F) {
 			t.Fatal(err)
 		}
 		d := New(Config{})
-		ReadFile(context.Background(), path, d.Feed, nil)
+		collector.ReadFile(context.Background(), path, d.Feed, nil)
 		d.Close()
 	})
 }
@@ -255,7 +257,7 @@ func FuzzReadPackets(f *testing.F) {
 	f.Add([]byte("\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x1c\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := New(Config{MaxStreams: 64})
-		ReadPackets(context.Background(), bufio.NewReaderSize(bytes.NewReader(data), 4096), d.Feed)
+		collector.ReadPackets(context.Background(), bufio.NewReaderSize(bytes.NewReader(data), 4096), d.Feed)
 		d.Close()
 	})
 }
@@ -314,12 +316,12 @@ func feedMid(d *Dissector, port uint16, client, server []byte, seg int) {
 	for len(client) > 0 || len(server) > 0 {
 		ts = ts.Add(time.Millisecond)
 		if n := min(seg, len(server)); n > 0 {
-			sh.handle(&Packet{Timestamp: ts}, decodedOK, &decoded{src: sa, dst: ca, sport: port, dport: 40000, proto: protoTCP, flags: flagACK, seq: sseq, ack: cseq, payload: server[:n]})
+			sh.handle(&packet.Packet{Time: ts}, decodedOK, &decoded{src: sa, dst: ca, sport: port, dport: 40000, proto: protoTCP, flags: flagACK, seq: sseq, ack: cseq, payload: server[:n]})
 			sseq += uint32(n)
 			server = server[n:]
 		}
 		if n := min(seg, len(client)); n > 0 {
-			sh.handle(&Packet{Timestamp: ts}, decodedOK, &decoded{src: ca, dst: sa, sport: 40000, dport: port, proto: protoTCP, flags: flagACK, seq: cseq, ack: sseq, payload: client[:n]})
+			sh.handle(&packet.Packet{Time: ts}, decodedOK, &decoded{src: ca, dst: sa, sport: 40000, dport: port, proto: protoTCP, flags: flagACK, seq: cseq, ack: sseq, payload: client[:n]})
 			cseq += uint32(n)
 			client = client[n:]
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/internal/netnstest"
 )
@@ -59,7 +60,7 @@ func dissectFile(t testing.TB, path string, cfg dissect.Config) ([]*dissect.Entr
 	var entries []*dissect.Entry
 	cfg.OnEntry = func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) }
 	d := dissect.New(cfg)
-	if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
+	if err := collector.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}
 	d.Close()

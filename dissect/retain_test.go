@@ -7,6 +7,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/packet"
 )
 
 // Retention costs each packet's bytes and its header, within the caps; a
@@ -50,7 +51,7 @@ func TestRetainCostAndSelectable(t *testing.T) {
 			ts := time.Unix(1_700_000_000, 0)
 			feed := func(b []byte) {
 				ts = ts.Add(time.Millisecond)
-				d.Feed(dissect.Packet{Timestamp: ts, LinkType: layers.LinkTypeEthernet, Data: b, OrigLen: len(b)})
+				d.Feed(packet.Packet{Time: ts, LinkType: layers.LinkTypeEthernet, Data: b, WireLen: len(b)})
 			}
 			for i := range byte(5) {
 				feed(frame(t, true, "10.99.0.1", "10.99.0.2", 40000, 53, "", 0, query(i)))
@@ -79,8 +80,8 @@ type countSink struct {
 	lost uint64
 }
 
-func (c *countSink) StreamPacket(s dissect.StreamInfo, p dissect.Packet) { c.pkts++; c.lost = s.Lost }
-func (c *countSink) StreamEnd(s dissect.StreamInfo)                      {}
+func (c *countSink) StreamPacket(s dissect.StreamInfo, p packet.Packet) { c.pkts++; c.lost = s.Lost }
+func (c *countSink) StreamEnd(s dissect.StreamInfo)                     {}
 
 // An unselectable TCP stream keeps the state its expiry and port reuse
 // need: after a FIN each way, a new SYN on the same ports is a new stream,
@@ -94,7 +95,7 @@ func TestUnwantedTCPState(t *testing.T) {
 		ts := time.Unix(1_700_000_000, 0)
 		feed := func(b []byte) {
 			ts = ts.Add(time.Millisecond)
-			d.Feed(dissect.Packet{Timestamp: ts, LinkType: layers.LinkTypeEthernet, Data: b, OrigLen: len(b)})
+			d.Feed(packet.Packet{Time: ts, LinkType: layers.LinkTypeEthernet, Data: b, WireLen: len(b)})
 		}
 		for range 2 {
 			feed(frame(t, false, "10.99.0.1", "10.99.0.2", 40000, 2222, "S", 100, ""))

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/kflcap/kflcap/packet"
 )
 
 // stream is one TCP connection or UDP flow. It is owned by its shard.
@@ -23,7 +25,7 @@ type stream struct {
 	fin, rst   bool
 	prev, next *stream // LRU list of the shard (most recent at the head)
 
-	retained []Packet
+	retained []packet.Packet
 	retBytes int
 	lost     uint64 // packets not retained
 	unwanted bool   // nothing can select it (Config.Selectable): counted, not kept or dissected
@@ -173,7 +175,7 @@ func (sh *shard) lruPushFront(s *stream) {
 }
 
 // handle processes one decoded packet.
-func (sh *shard) handle(p *Packet, res decodeResult, dec *decoded) {
+func (sh *shard) handle(p *packet.Packet, res decodeResult, dec *decoded) {
 	sh.c.packets.Add(1)
 	sh.c.bytes.Add(uint64(len(p.Data)))
 	switch res {
@@ -194,7 +196,7 @@ func (sh *shard) handle(p *Packet, res decodeResult, dec *decoded) {
 	if dec.proto != protoTCP && dec.proto != protoUDP {
 		return // ICMP: counted, not a stream
 	}
-	ts := p.Timestamp
+	ts := p.Time
 	if ts.After(sh.now) {
 		sh.now = ts
 	}
@@ -304,9 +306,9 @@ func (sh *shard) newStream(k flowKey, dec *decoded, ts time.Time) *stream {
 // retain keeps a copy of the packet for a later Select, within the caps.
 // packetHeaderBytes is what a retained packet costs beside its data: its
 // Packet in the stream's slice.
-const packetHeaderBytes = int(unsafe.Sizeof(Packet{}))
+const packetHeaderBytes = int(unsafe.Sizeof(packet.Packet{}))
 
-func (sh *shard) retain(s *stream, p *Packet) {
+func (sh *shard) retain(s *stream, p *packet.Packet) {
 	per := sh.d.cfg.StreamRetainBytes
 	if per <= 0 || s.unwanted {
 		return

@@ -10,6 +10,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/packet"
 )
 
 // frame builds an Ethernet/IPv4 TCP or UDP packet.
@@ -60,7 +61,7 @@ func TestL4EntryExpiryResolver(t *testing.T) {
 	ts := time.Unix(1_700_000_000, 0)
 	feed := func(b []byte) {
 		ts = ts.Add(time.Millisecond)
-		d.Feed(dissect.Packet{Timestamp: ts, LinkType: layers.LinkTypeEthernet, Data: b, OrigLen: len(b)})
+		d.Feed(packet.Packet{Time: ts, LinkType: layers.LinkTypeEthernet, Data: b, WireLen: len(b)})
 	}
 	// A server-first binary protocol on an unusual port.
 	feed(frame(t, false, "10.99.0.1", "10.99.0.2", 40000, 2222, "S", 100, ""))

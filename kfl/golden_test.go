@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
 )
 
@@ -33,7 +34,7 @@ func TestTableOnCaptures(t *testing.T) {
 			entries = append(entries, labeled{fmt.Sprintf("%s#%d", filepath.Base(path), n), e})
 			n++
 		}})
-		if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
+		if err := collector.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 		d.Close()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
 )
 
@@ -21,7 +22,7 @@ func TestOnDissectedCapture(t *testing.T) {
 	var entries []*dissect.Entry
 	for _, path := range paths {
 		d := dissect.New(dissect.Config{OnEntry: func(e *dissect.Entry, _ dissect.StreamRef) { entries = append(entries, e) }})
-		if err := dissect.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
+		if err := collector.ReadFile(context.Background(), path, d.Feed, nil); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 		d.Close()

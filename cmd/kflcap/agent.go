@@ -22,13 +22,16 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gopacket/gopacket/layers"
+	agentpkg "github.com/kflcap/kflcap/agent"
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/collector"
-	"github.com/kflcap/kflcap/collector/kube"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/kfl"
+	"github.com/kflcap/kflcap/names"
+	"github.com/kflcap/kflcap/names/kube"
+	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/repo"
 	"github.com/kflcap/kflcap/trigger"
 	"github.com/kflcap/kflcap/upload"
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,15 +103,15 @@ type agent struct {
 	log      *slog.Logger
 	queries  []*kfl.Query
 	ifaces   []collector.Iface
-	spool    *collector.Spool
+	spool    *repo.Spool
 	outbox   *upload.Outbox
 	sinks    []upload.Sink
 	slack    *upload.Notifier // nil without Slack settings
-	names    *collector.Names
+	names    *names.History
 	set      atomic.Pointer[jobSet]
-	newJob   func(index int, query string) *collector.Job
-	lookback *collector.Lookback
-	triggers *collector.Triggers
+	newJob   func(index int, query string) *agentpkg.Job
+	lookback *agentpkg.Lookback
+	triggers *agentpkg.Triggers
 	rules    []trigger.Rule
 	sinkErrs sinkHealth
 	api      atomic.Pointer[trigger.Server] // nil without api.listen
@@ -152,7 +155,7 @@ func (h *sinkHealth) err() error {
 // whole on SIGHUP so that dissector workers always see a consistent pair.
 type jobSet struct {
 	queries []*kfl.Query
-	jobs    []*collector.Job
+	jobs    []*agentpkg.Job
 	pf      kfl.Prefilter // what the queries can select, for new streams
 }
 
@@ -172,7 +175,7 @@ func (s *jobSet) selectable(proto uint8, a, b netip.AddrPort) bool {
 	return len(s.queries) > 0 && s.pf.Accepts(proto, a.Addr(), b.Addr(), a.Port(), b.Port(), false)
 }
 
-func (a *agent) jobs() []*collector.Job {
+func (a *agent) jobs() []*agentpkg.Job {
 	if s := a.set.Load(); s != nil {
 		return s.jobs
 	}
@@ -183,7 +186,7 @@ func (a *agent) jobs() []*collector.Job {
 // (with their positions), spool and local directories, interfaces. Its
 // errors are usage errors (exit 2).
 func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
-	a := &agent{cfg: cfg, log: log, names: collector.NewNames(0)}
+	a := &agent{cfg: cfg, log: log, names: names.New(0)}
 	if err := kfl.ValidateMacros(cfg.KFL.Macros); err != nil {
 		return nil, usageErrorf("config: kfl.macros: %v", err)
 	}
@@ -260,12 +263,12 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	cfg := a.cfg
 	spoolDir := cfg.Spool.Dir
 	outboxDir := filepath.Join(spoolDir, "outbox")
-	if removed, err := collector.RecoverSpool(spoolDir, outboxDir); err != nil {
+	if removed, err := repo.RecoverSpool(spoolDir, outboxDir); err != nil {
 		return err
 	} else if len(removed) > 0 {
 		a.log.Warn("removed unsealed repositories left by a previous run", "spool", spoolDir, "removed", removed)
 	}
-	a.spool = &collector.Spool{Dir: spoolDir, MaxBytes: int64(cfg.Spool.MaxBytes)}
+	a.spool = &repo.Spool{Dir: spoolDir, MaxBytes: int64(cfg.Spool.MaxBytes)}
 	a.spool.Rescan()
 	var err error
 	a.outbox, err = upload.NewOutbox(outboxDir, a.sinks, a.log)
@@ -357,10 +360,6 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 			a.log.Warn("not following new interfaces", "err", err)
 		}
 	}
-	linkType := func(i int) layers.LinkType {
-		ifc, _ := live.Iface(i)
-		return ifc.LinkType
-	}
 	var dis *dissect.Dissector
 	stats := func() map[string]uint64 {
 		m := map[string]uint64{}
@@ -381,14 +380,14 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		m["spool_refused_streams"] = a.spool.Refused.Load()
 		return m
 	}
-	a.newJob = func(i int, query string) *collector.Job {
+	a.newJob = func(i int, query string) *agentpkg.Job {
 		k := a.cfg.KflPcapS3
-		return &collector.Job{
+		return &agentpkg.Job{
 			Index: i, Query: query, Prefix: k.Prefix,
-			Limits: collector.JobLimits{Lifetime: k.RepositoryLifetime(), MaxStreams: k.MaxL4Streams, MaxBytes: int64(k.MaxBytes)},
+			Limits: agentpkg.JobLimits{Lifetime: k.RepositoryLifetime(), MaxStreams: k.MaxL4Streams, MaxBytes: int64(k.MaxBytes)},
 			Outbox: outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen),
 			Content: a.content, Stats: stats, Names: a.names,
-			OnSealed: func(s collector.Sealed) {
+			OnSealed: func(s agentpkg.Sealed) {
 				a.log.Info("repository sealed", "archive", filepath.Base(s.Path), "kfl_index", s.KFLIndex, "streams", s.Streams, "bytes", s.Bytes)
 				a.outbox.Notify()
 			},
@@ -401,15 +400,15 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	}
 	a.set.Store(first)
 	if cfg.Capture.LookbackBytes > 0 {
-		a.lookback = collector.NewLookback(int(cfg.Capture.LookbackBytes))
+		a.lookback = agentpkg.NewLookback(int(cfg.Capture.LookbackBytes))
 	}
-	a.triggers = &collector.Triggers{
+	a.triggers = &agentpkg.Triggers{
 		Lookback: a.lookback,
 		Log:      a.log,
-		Template: collector.JobTemplate{
+		Template: agentpkg.JobTemplate{
 			Outbox: outboxDir, Spool: a.spool, Snaplen: uint32(cfg.Capture.Snaplen), Names: a.names,
 			Content: a.content, Stats: stats, Verbose: cfg.KflPcapS3.Verbose,
-			OnSealed: func(s collector.Sealed) {
+			OnSealed: func(s agentpkg.Sealed) {
 				a.log.Info("triggered repository sealed", "archive", filepath.Base(s.Path), "streams", s.Streams, "bytes", s.Bytes)
 				a.outbox.Notify()
 			},
@@ -438,7 +437,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	dedup := collector.NewDedup(int64(50*time.Millisecond), 16)
-	metrics := collector.NewMetrics(collector.MetricsSources{
+	metrics := agentpkg.NewMetrics(agentpkg.MetricsSources{
 		Alerts: func() trigger.Counters {
 			if srv := a.api.Load(); srv != nil {
 				return srv.Counters()
@@ -519,7 +518,7 @@ func (a *agent) run(ctx context.Context, grace time.Duration) error {
 	}
 	// An entry is outgoing when its client is this node: one of its
 	// addresses (read again every 5 s) or one of its pods.
-	var local collector.LocalAddrs
+	var local names.LocalAddrs
 	if err := local.Refresh(); err != nil {
 		a.log.Warn("cannot list this node's addresses: entries from it are not marked outgoing", "err", err)
 	}
@@ -598,21 +597,16 @@ feed:
 			}
 			for i := range b.Packets {
 				p := &b.Packets[i]
-				lt := linkType(p.Ifindex)
 				// A packet crossing two captured interfaces (a veth pair's ends,
 				// a pod's veth and the uplink) enters the streams once.
-				if dedup.Seen(lt, p.Data, p.Ifindex, p.UnixNano) {
+				if dedup.Seen(p) {
 					continue
 				}
-				dp := dissect.Packet{
-					Timestamp: time.Unix(0, p.UnixNano), LinkType: lt,
-					Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
-				}
 				if a.lookback != nil {
-					a.lookback.Add(&dp)
+					a.lookback.Add(p)
 				}
-				dis.Feed(dp)
-				a.triggers.Feed(&dp)
+				dis.Feed(*p)
+				a.triggers.Feed(p)
 			}
 			b.Release()
 			now := time.Now()
@@ -712,7 +706,7 @@ func (a *agent) reload(live *collector.Live, triggersOn bool) {
 	a.cfg.KflPcapS3 = cfg.KflPcapS3
 	a.cfg.KFL = cfg.KFL
 	next := &jobSet{queries: qs, pf: kfl.Pushdown(qs...)}
-	kept := map[*collector.Job]bool{}
+	kept := map[*agentpkg.Job]bool{}
 	for i := range qs {
 		src := cfg.KflPcapS3.KflArr[i]
 		if i < len(old.jobs) && old.jobs[i].Query == src {
@@ -742,7 +736,7 @@ func (a *agent) onEntry(e *dissect.Entry, s dissect.StreamRef) {
 		at := time.UnixMilli(e.Timestamp)
 		for _, r := range e.DNS.Response.Answers {
 			if r.IP != "" {
-				a.names.Add(at, r.IP, collector.NameRecord{FullAddress: strings.TrimSuffix(r.Name, "."), Source: collector.SourceDNS})
+				a.names.Add(at, r.IP, names.Record{FullAddress: strings.TrimSuffix(r.Name, "."), Source: names.SourceDNS})
 			}
 		}
 	}
@@ -790,7 +784,7 @@ func (a *agent) shutdown(live *collector.Live, dis *dissect.Dissector, stopOutbo
 
 // serveMetrics serves /metrics (Prometheus), /healthz (the process is
 // alive) and /readyz (capture attached and reading) on addr.
-func (a *agent) serveMetrics(addr string, m *collector.Metrics, ready func() error, status func() agentStatus, extra ...prometheus.Collector) (*http.Server, error) {
+func (a *agent) serveMetrics(addr string, m *agentpkg.Metrics, ready func() error, status func() agentStatus, extra ...prometheus.Collector) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(extra...)
@@ -859,7 +853,7 @@ func (a *agent) status(live *collector.Live, dis *dissect.Dissector) agentStatus
 	for _, at := range live.Attachments() {
 		st.Interfaces = append(st.Interfaces, ifaceStatus{
 			Name: at.Iface.Name, Index: at.Iface.Index, Backend: string(at.Backend),
-			In: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: bpf.Ingress}], Out: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: bpf.Egress}],
+			In: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: packet.Ingress}], Out: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: packet.Egress}],
 		})
 	}
 	st.Drops["malformed_record"] = live.Stages.Malformed.Load()

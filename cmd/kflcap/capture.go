@@ -20,6 +20,8 @@ import (
 	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/kfl"
+	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pcap"
 )
 
 func init() {
@@ -36,7 +38,7 @@ const captureExamples = `  kflcap capture -i eth0 -w out.pcapng           # ever
 type captureFlags struct {
 	ifaces    []string
 	out       string
-	format    collector.Format
+	format    pcap.Format
 	count     int
 	snaplen   uint32
 	duration  time.Duration
@@ -210,9 +212,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "kflcap: capturing on %s, snaplen %d\n", strings.Join(backends, ", "), cf.snaplen)
 
-	var pw collector.PacketWriter
+	var pw pcap.PacketWriter
 	if out != nil {
-		pw, err = collector.NewWriter(out, cf.format, ifaces, cf.snaplen, "kflcap "+version)
+		pw, err = pcap.NewWriter(out, cf.format, pcapInterfaces(ifaces), cf.snaplen, "kflcap "+version)
 		if err != nil {
 			return err
 		}
@@ -236,7 +238,7 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 
 	var written, beyondCount uint64
 	var writeErr error
-	emit := func(p *collector.Packet) {
+	emit := func(p *packet.Packet) {
 		if writeErr != nil || (cf.count > 0 && written >= uint64(cf.count)) {
 			beyondCount++
 			return
@@ -275,10 +277,7 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 				emit(p)
 				continue
 			}
-			dis.Feed(dissect.Packet{
-				Timestamp: time.Unix(0, p.UnixNano), LinkType: ifaceLinkType(ifaces, p.Ifindex),
-				Data: p.Data, OrigLen: p.WireLen, IfIndex: p.Ifindex, Outgoing: p.Dir == bpf.Egress,
-			})
+			dis.Feed(*p)
 		}
 		if cf.count > 0 && written >= uint64(cf.count) || writeErr != nil {
 			live.Stop()
@@ -301,12 +300,12 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Per-interface statistics for the pcapng trailer.
-	var stats []collector.IfaceStats
-	perIf := map[int]*collector.IfaceStats{}
+	var stats []pcap.IfaceStats
+	perIf := map[int]*pcap.IfaceStats{}
 	for k, c := range counters {
 		s := perIf[k.Ifindex]
 		if s == nil {
-			s = &collector.IfaceStats{Ifindex: k.Ifindex, Start: started}
+			s = &pcap.IfaceStats{Ifindex: k.Ifindex, Start: started}
 			perIf[k.Ifindex] = s
 		}
 		s.Received += c.Seen - c.Filtered
@@ -348,15 +347,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 }
 
 // selectedWriter writes the packets of the streams a query selected.
-type selectedWriter struct{ emit func(*collector.Packet) }
+type selectedWriter struct{ emit func(*packet.Packet) }
 
-func (w *selectedWriter) StreamPacket(_ dissect.StreamInfo, p dissect.Packet) {
-	dir := bpf.Ingress
-	if p.Outgoing {
-		dir = bpf.Egress
-	}
-	w.emit(&collector.Packet{UnixNano: p.Timestamp.UnixNano(), WireLen: p.OrigLen, Ifindex: p.IfIndex, Dir: dir, Data: p.Data})
-}
+func (w *selectedWriter) StreamPacket(_ dissect.StreamInfo, p packet.Packet) { w.emit(&p) }
 
 func (w *selectedWriter) StreamEnd(dissect.StreamInfo) {}
 
@@ -370,10 +363,10 @@ func ifaceLinkType(ifaces []collector.Iface, ifindex int) layers.LinkType {
 }
 
 // printPacket prints a one-line summary, tcpdump-style.
-func printPacket(w io.Writer, p *collector.Packet, ifname string, lt layers.LinkType) {
-	ts := time.Unix(0, p.UnixNano).Format("15:04:05.000000")
+func printPacket(w io.Writer, p *packet.Packet, ifname string, lt layers.LinkType) {
+	ts := p.Time.Format("15:04:05.000000")
 	dir := "In "
-	if p.Dir == bpf.Egress {
+	if p.Dir == packet.Egress {
 		dir = "Out"
 	}
 	pkt := gopacket.NewPacket(p.Data, lt, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
@@ -398,4 +391,17 @@ func printPacket(w io.Writer, p *collector.Packet, ifname string, lt layers.Link
 		desc = pkt.Layers()[len(pkt.Layers())-1].LayerType().String()
 	}
 	fmt.Fprintf(w, "%s %s %s %s, length %d\n", ts, ifname, dir, desc, p.WireLen)
+}
+
+// pcapInterfaces describes ifaces for a capture file's header.
+func pcapInterfaces(ifaces []collector.Iface) []pcap.Interface {
+	out := make([]pcap.Interface, 0, len(ifaces))
+	for _, ifc := range ifaces {
+		pi := pcap.Interface{Index: ifc.Index, Name: ifc.Name, LinkType: ifc.LinkType}
+		if ifc.NetNS != "" {
+			pi.Description = "netns " + ifc.NetNS
+		}
+		out = append(out, pi)
+	}
+	return out
 }

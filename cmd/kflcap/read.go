@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pcap"
 )
 
 // compileQuery compiles a KFL query into a matcher. It is set by
@@ -138,7 +141,7 @@ func runRead(ctx context.Context, e *env, args []string) error {
 	progress, clearProgress := progressFunc(e.stderr)
 	var feedErr error
 	for _, name := range files {
-		err := dissect.ReadFile(ctx, name, func(p dissect.Packet) error { return d.Feed(p) }, progress(name))
+		err := collector.ReadFile(ctx, name, func(p packet.Packet) error { return d.Feed(p) }, progress(name))
 		clearProgress()
 		if err != nil {
 			feedErr = fmt.Errorf("%s: %w", name, err)
@@ -161,8 +164,8 @@ func runRead(ctx context.Context, e *env, args []string) error {
 			"streams", st.Streams, "evicted", st.StreamsEvicted, "gaps", st.ReassemblyGaps,
 			"retain_overflow", st.RetainOverflow)
 	}
-	if w != nil && w.dropped > 0 {
-		e.log.Warn("packets not written: link type differs from the output's", "packets", w.dropped)
+	if w != nil && w.skipped() > 0 {
+		e.log.Warn("packets not written: link type differs from the output's", "packets", w.skipped())
 	}
 	if feedErr != nil {
 		return feedErr
@@ -325,7 +328,7 @@ func outputLinkType(ctx context.Context, files []string) (layers.LinkType, error
 			seen[lt] = true
 			continue
 		}
-		err := dissect.ReadFile(ctx, name, func(p dissect.Packet) error {
+		err := collector.ReadFile(ctx, name, func(p packet.Packet) error {
 			seen[p.LinkType] = true
 			return nil
 		}, nil)
@@ -356,78 +359,47 @@ func pcapHeaderLinkType(name string) (layers.LinkType, bool) {
 }
 
 // streamWriter is the Sink of read -w: it writes the selected streams'
-// packets, converting them to the output's link type where needed.
+// packets (a classic pcap converts them to its link type, LINUX_SLL2 when
+// the inputs' differ; pcapng keeps each packet's own).
 type streamWriter struct {
-	mu      sync.Mutex
-	lt      layers.LinkType
-	pcap    *pcapgo.Writer
-	ng      *pcapgo.NgWriter
-	bw      *bufio.Writer
-	buf     []byte
-	err     error
-	dropped uint64
+	mu  sync.Mutex
+	w   pcap.PacketWriter
+	pw  *pcap.PcapWriter // nil for pcapng
+	err error
 }
 
 func newStreamWriter(dst io.Writer, lt layers.LinkType, ng bool) (*streamWriter, error) {
-	w := &streamWriter{lt: lt, bw: bufio.NewWriterSize(dst, 1<<20)}
+	const snaplen = 262144
 	if ng {
-		nw, err := pcapgo.NewNgWriter(w.bw, lt)
-		if err != nil {
-			return nil, fmt.Errorf("write pcapng header: %w", err)
-		}
-		w.ng = nw
-		return w, nil
+		w, err := pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
+		return &streamWriter{w: w}, err
 	}
-	w.pcap = pcapgo.NewWriterNanos(w.bw)
-	if err := w.pcap.WriteFileHeader(262144, lt); err != nil {
-		return nil, fmt.Errorf("write pcap header: %w", err)
-	}
-	return w, nil
+	pw, err := pcap.NewPcapWriter(dst, lt, snaplen)
+	return &streamWriter{w: pw, pw: pw}, err
 }
 
-func (w *streamWriter) StreamPacket(_ dissect.StreamInfo, p dissect.Packet) {
+func (w *streamWriter) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return
-	}
-	data := p.Data
-	if p.LinkType != w.lt {
-		if w.lt != layers.LinkTypeLinuxSLL2 {
-			w.dropped++
-			return
-		}
-		var ok bool
-		w.buf, ok = dissect.AppendSLL2(w.buf[:0], p)
-		if !ok {
-			w.dropped++
-			return
-		}
-		data = w.buf
-	}
-	orig := p.OrigLen + len(data) - len(p.Data)
-	ci := gopacket.CaptureInfo{Timestamp: p.Timestamp, CaptureLength: len(data), Length: max(orig, len(data))}
-	if w.ng != nil {
-		w.err = w.ng.WritePacket(ci, data)
-	} else {
-		w.err = w.pcap.WritePacket(ci, data)
+	if w.err == nil {
+		w.err = w.w.WritePacket(&p)
 	}
 }
 
 func (w *streamWriter) StreamEnd(dissect.StreamInfo) {}
 
+// skipped is how many packets the output's link type could not carry.
+func (w *streamWriter) skipped() uint64 {
+	if w.pw == nil {
+		return 0
+	}
+	return w.pw.Skipped
+}
+
 func (w *streamWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return fmt.Errorf("write output: %w", w.err)
-	}
-	if w.ng != nil {
-		if err := w.ng.Flush(); err != nil {
-			return fmt.Errorf("write output: %w", err)
-		}
-	}
-	if err := w.bw.Flush(); err != nil {
+	if err := errors.Join(w.err, w.w.Close(nil)); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil

@@ -14,8 +14,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/kflcap/kflcap/collector/repofile"
 	"github.com/kflcap/kflcap/internal/config"
+	"github.com/kflcap/kflcap/repo"
 )
 
 const repoExamples = `  kflcap repo ls kfl_0_kflcap_1700000000.tar.gz
@@ -35,8 +35,8 @@ func init() {
 func runRepo(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("repo", "repo ls REPO.tar.gz | inspect REPO.tar.gz | extract REPO.tar.gz DIR", repoExamples, e.stdout)
 	asJSON := fs.Bool("json", false, "ls: one JSON object per member; inspect: content.json plus a \"problems\" array")
-	maxMember := config.Size(repofile.DefaultMaxMemberBytes)
-	maxTotal := config.Size(repofile.DefaultMaxTotalBytes)
+	maxMember := config.Size(repo.DefaultMaxMemberBytes)
+	maxTotal := config.Size(repo.DefaultMaxTotalBytes)
 	fs.TextVar(&maxMember, "max-member-bytes", maxMember, "refuse an archive with a member of more than `size` bytes (16Mi, 4Gi or a number)")
 	fs.TextVar(&maxTotal, "max-total-bytes", maxTotal, "refuse an archive whose members hold more than `size` bytes together")
 	pos, err := parseFlags(fs, args)
@@ -46,7 +46,7 @@ func runRepo(ctx context.Context, e *env, args []string) error {
 	if maxMember <= 0 || maxTotal <= 0 {
 		return usageErrorf("--max-member-bytes and --max-total-bytes must be positive")
 	}
-	lim := repofile.Limits{MaxMemberBytes: int64(maxMember), MaxTotalBytes: int64(maxTotal)}
+	lim := repo.Limits{MaxMemberBytes: int64(maxMember), MaxTotalBytes: int64(maxTotal)}
 	if len(pos) == 0 {
 		return usageErrorf("missing subcommand: use ls REPO.tar.gz, inspect REPO.tar.gz or extract REPO.tar.gz DIR")
 	}
@@ -65,7 +65,7 @@ func runRepo(ctx context.Context, e *env, args []string) error {
 	}
 	switch sub {
 	case "ls":
-		r, err := repofile.Open(ctx, pos[0], lim)
+		r, err := repo.Open(ctx, pos[0], lim)
 		if err != nil {
 			return err
 		}
@@ -74,7 +74,7 @@ func runRepo(ctx context.Context, e *env, args []string) error {
 		}
 		return repoList(e.stdout, r)
 	case "inspect":
-		r, err := repofile.Open(ctx, pos[0], lim)
+		r, err := repo.Open(ctx, pos[0], lim)
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func runRepo(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	default:
-		files, err := repofile.Extract(ctx, pos[0], pos[1], lim)
+		files, err := repo.Extract(ctx, pos[0], pos[1], lim)
 		if err != nil {
 			return fmt.Errorf("extract %s: %w; nothing was extracted", pos[0], err)
 		}
@@ -126,7 +126,7 @@ const repoTime = "2006-01-02T15:04:05.000000Z"
 
 // repoList prints one line per member: name, size in bytes, and for a pcap
 // its packet count, first and last timestamps and the span between them.
-func repoList(w io.Writer, r *repofile.Repository) error {
+func repoList(w io.Writer, r *repo.Repository) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, m := range r.Members {
 		fmt.Fprintf(tw, "%s\t%d", printable(m.Name), m.Size)
@@ -151,7 +151,7 @@ func repoList(w io.Writer, r *repofile.Repository) error {
 	return tw.Flush()
 }
 
-func repoListJSON(w io.Writer, r *repofile.Repository) error {
+func repoListJSON(w io.Writer, r *repo.Repository) error {
 	enc := json.NewEncoder(w)
 	for _, m := range r.Members {
 		if err := enc.Encode(m); err != nil {
@@ -162,7 +162,7 @@ func repoListJSON(w io.Writer, r *repofile.Repository) error {
 }
 
 // repoInspectJSON prints content.json as it is, plus "problems".
-func repoInspectJSON(w io.Writer, r *repofile.Repository, problems []string) error {
+func repoInspectJSON(w io.Writer, r *repo.Repository, problems []string) error {
 	out := map[string]json.RawMessage{}
 	if r.ContentJSON != nil {
 		var fields map[string]json.RawMessage
@@ -192,7 +192,7 @@ var (
 
 // repoInspect prints content.json's fields readably (extension objects
 // flattened to dotted keys), then whether the repository is consistent.
-func repoInspect(w io.Writer, r *repofile.Repository, problems []string) error {
+func repoInspect(w io.Writer, r *repo.Repository, problems []string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(k, format string, a ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", printable(k), printable(fmt.Sprintf(format, a...)))

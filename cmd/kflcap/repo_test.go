@@ -19,8 +19,9 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/kflcap/kflcap/collector"
-	rt "github.com/kflcap/kflcap/collector/repofile/repofiletest"
+	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/repo"
+	rt "github.com/kflcap/kflcap/repo/repotest"
 )
 
 func repoCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -229,24 +230,29 @@ func TestRepoInspectJSONConsistent(t *testing.T) {
 // types (written as LINUX_SLL2).
 func TestRepoInspectAgentRepository(t *testing.T) {
 	dir := t.TempDir()
-	r, err := collector.NewRepository(dir, 262144)
+	w, err := repo.NewWriter(dir, 262144)
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := rt.New(0, "dns")
-	for i, s := range repo.Streams {
-		r.AddStream(uint64(i+1), s.Name)
+	fixture := rt.New(0, "dns")
+	for i, s := range fixture.Streams {
+		w.AddStream(uint64(i+1), s.Name)
 		for j, p := range s.Packets {
 			link, data := layers.LinkTypeEthernet, p.Data
 			if j%2 == 1 {
 				link, data = layers.LinkTypeRaw, p.Data[14:] // a tunnel's side
 			}
-			if err := r.Append(uint64(i+1), p.Time.UnixNano(), len(data), 2+j%2, link, j%2 == 0, data); err != nil {
+			dir := packet.Ingress
+			if j%2 == 0 {
+				dir = packet.Egress
+			}
+			pkt := packet.Packet{Time: p.Time, Ifindex: 2 + j%2, Dir: dir, LinkType: link, WireLen: len(data), Data: data}
+			if err := w.Append(uint64(i+1), &pkt); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	sealed, err := r.Seal(dir, collector.SealInfo{
+	sealed, err := w.Seal(dir, repo.SealInfo{
 		Name:    "kfl_0_kflcap_1700000005.tar.gz",
 		Time:    time.Unix(1700000005, 0),
 		Content: map[string]any{"kfl_index": 0, "kfl_query": "dns"},
