@@ -23,8 +23,8 @@ type Source uint8
 
 const (
 	SourceHosts      Source = iota + 1 // an /etc/hosts line
-	SourceDNS                              // a DNS answer seen in traffic
-	SourceKubernetes                       // a pod, service or endpointslice
+	SourceDNS                          // a DNS answer seen in traffic
+	SourceKubernetes                   // a pod, service or endpointslice
 )
 
 // History keeps the history of name resolutions learnt on this node (from

@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kflcap/kflcap/names"
 	"github.com/kflcap/kflcap/internal/config"
+	"github.com/kflcap/kflcap/names"
 )
 
 // Options configure Start.

@@ -20,10 +20,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kflcap/kflcap/names"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/internal/kubetest"
+	"github.com/kflcap/kflcap/names"
 	"github.com/kflcap/kflcap/trigger"
 )
 
