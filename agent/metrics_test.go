@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,12 +14,26 @@ import (
 	"github.com/kflcap/kflcap/internal/netnstest"
 	"github.com/kflcap/kflcap/packet"
 	"github.com/kflcap/kflcap/repo"
+	"github.com/kflcap/kflcap/upload"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 )
 
-func testMetrics() (*Metrics, *Job) {
+// fakeCapture stands for a live capture's kernel counters.
+type fakeCapture map[bpf.IfKey]bpf.Counters
+
+func (f fakeCapture) Counters() (map[bpf.IfKey]bpf.Counters, error) { return f, nil }
+func (f fakeCapture) Iface(i int) (collector.Iface, bool) {
+	ifc := collector.Iface{}
+	ifc.Name, ifc.Index = map[int]string{2: "eth0"}[i], i
+	return ifc, ifc.Name != ""
+}
+func (f fakeCapture) Attachments() []*bpf.Attachment { return nil }
+
+// testMetrics is the agent's registry as newMetrics builds it, over fakes:
+// each package's collector and the agent's own.
+func testMetrics() (*prometheus.Registry, *Job) {
 	j := &Job{Index: 0, Query: `http and response.status == 500`}
 	j.Selected.Add(7)
 	j.Sealed.Add(2)
@@ -26,25 +41,25 @@ func testMetrics() (*Metrics, *Job) {
 	st.Malformed.Add(1)
 	sp := &repo.Spool{MaxBytes: 1 << 30}
 	sp.Refused.Add(3)
-	m := NewMetrics(MetricsSources{
-		Kernel: func() (map[bpf.IfKey]bpf.Counters, error) {
-			return map[bpf.IfKey]bpf.Counters{
-				{Ifindex: 2, Direction: packet.Ingress}: {Seen: 100, Filtered: 10, Delivered: 85, RingDrops: 5, Bytes: 6400},
-				{Ifindex: 2, Direction: packet.Egress}:  {Seen: 50, Delivered: 50, Bytes: 3200},
-			}, nil
-		},
-		IfName: func(i int) string { return map[int]string{2: "eth0"}[i] },
-		Stages: st,
-		Dissect: func() dissect.Stats {
-			return dissect.Stats{ActiveStreams: 4, Streams: 9, EntriesHTTP: 12, EntriesDNS: 3}
-		},
-		Jobs:    func() []*Job { return []*Job{j} },
-		Spool:   sp,
-		Pending: func() int { return 1 },
-	})
-	m.ObserveUpload("local", true, "", 30*time.Millisecond)
-	m.ObserveUpload("s3", false, "bad credentials", time.Second)
-	return m, j
+	kernel := fakeCapture{
+		{Ifindex: 2, Direction: packet.Ingress}: {Seen: 100, Filtered: 10, Delivered: 85, RingDrops: 5, Bytes: 6400},
+		{Ifindex: 2, Direction: packet.Egress}:  {Seen: 50, Delivered: 50, Bytes: 3200},
+	}
+	stats := func() dissect.Stats {
+		return dissect.Stats{ActiveStreams: 4, Streams: 9, EntriesHTTP: 12, EntriesDNS: 3}
+	}
+	uploads := upload.NewMetrics(func() int { return 1 })
+	uploads.Observe(upload.Delivery{Sink: "local", Latency: 30 * time.Millisecond})
+	uploads.Observe(upload.Delivery{Sink: "s3", Err: &upload.S3Error{Reason: "bad credentials", Err: errors.New("403")}, Latency: time.Second})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collector.NewMetrics(kernel, nil),
+		dissect.NewMetrics(stats),
+		repo.NewSpoolMetrics(sp),
+		uploads,
+		NewMetrics(MetricsSources{Stages: st, Dissect: stats, Spool: sp, Jobs: func() []*Job { return []*Job{j} }}),
+	)
+	return reg, j
 }
 
 func TestMetricsValues(t *testing.T) {
@@ -76,10 +91,10 @@ kflcap_uploads_total{result="failure",sink="s3"} 1
 kflcap_uploads_total{result="success",sink="local"} 1
 `
 	names := []string{"kflcap_packets_seen_total", "kflcap_ringbuf_drops_total", "kflcap_kfl_matches_total", "kflcap_userspace_drops_total", "kflcap_uploads_total", "kflcap_upload_failures_total"}
-	if err := testutil.CollectAndCompare(m, strings.NewReader(want), names...); err != nil {
+	if err := testutil.GatherAndCompare(m, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}
-	if problems, err := testutil.CollectAndLint(m); err != nil || len(problems) > 0 {
+	if problems, err := testutil.GatherAndLint(m); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", problems, err)
 	}
 }
@@ -87,9 +102,7 @@ kflcap_uploads_total{result="success",sink="local"} 1
 // promtool, Prometheus's own checker, accepts the exposition.
 func TestMetricsPromtool(t *testing.T) {
 	netnstest.RequireTool(t, "promtool")
-	m, _ := testMetrics()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
+	reg, _ := testMetrics()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

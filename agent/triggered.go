@@ -16,6 +16,7 @@ import (
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/names"
 	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pipeline"
 	"github.com/kflcap/kflcap/repo"
 	"github.com/kflcap/kflcap/trigger"
 )
@@ -63,7 +64,7 @@ type triggered struct {
 	id     string
 	spec   trigger.Spec
 	query  *kfl.Query
-	dis    *dissect.Dissector
+	pipe   *pipeline.Pipeline
 	job    *Job
 	status trigger.Status // guarded by Triggers.mu
 	stop   atomic.Bool
@@ -236,7 +237,7 @@ func (t *Triggers) MarkDelivered(archive, url string) {
 // Feed hands a live packet to every running capture. Feed loop only.
 func (t *Triggers) Feed(p *packet.Packet) {
 	for _, c := range t.active {
-		c.dis.Feed(*p)
+		c.pipe.Feed(p)
 	}
 }
 
@@ -324,14 +325,9 @@ func (t *Triggers) begin(c *triggered) {
 			t.mu.Unlock()
 		},
 	}
-	c.dis = dissect.New(dissect.Config{
-		Workers:           1,
-		StreamRetainBytes: 4 << 20,
-		OnEntry: func(e *dissect.Entry, s dissect.StreamRef) {
-			if c.query.Match(e) {
-				s.Select(c.job)
-			}
-		},
+	c.pipe = pipeline.New(pipeline.Config{
+		Dissect:    dissect.Config{Workers: 1, StreamRetainBytes: 4 << 20},
+		Selections: []pipeline.Selection{{Query: c.query, Sink: c.job}},
 	})
 	t.mu.Lock()
 	from := c.status.From
@@ -346,7 +342,7 @@ func (t *Triggers) begin(c *triggered) {
 			t.mu.Unlock()
 		}
 		t.Lookback.Since(from, func(p *packet.Packet) {
-			c.dis.Feed(*p)
+			c.pipe.Feed(p)
 			replayed++
 		})
 	}
@@ -363,7 +359,7 @@ func (t *Triggers) end(c *triggered, now time.Time) {
 	t.mu.Unlock()
 	t.running.Add(-1)
 	go func() {
-		c.dis.Close() // pending messages become entries: they may still select streams
+		c.pipe.Close() // pending messages become entries: they may still select streams
 		streams, _ := c.job.Open()
 		c.job.Flush()
 		if streams == 0 {
@@ -385,7 +381,7 @@ func (t *Triggers) Close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.dis.Close()
+			c.pipe.Close()
 			c.job.Flush()
 		}()
 	}

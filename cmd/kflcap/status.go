@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/kflcap/kflcap/agent"
 )
 
 func init() {
@@ -45,38 +47,10 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		_, err := e.stdout.Write(body)
 		return err
 	}
-	var st agentStatus
+	var st agent.Status
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("agent at %s: unreadable status: %w", *addr, err)
 	}
-	printStatus(e.stdout, &st)
+	st.WriteText(e.stdout)
 	return nil
-}
-
-func printStatus(w io.Writer, st *agentStatus) {
-	fmt.Fprintf(w, "kflcap %s on %s (%s), cluster %s\n\n", st.Version, st.Node.Name, st.Node.IP, st.Node.Cluster)
-	fmt.Fprintf(w, "%-16s %-7s %12s %12s %12s %10s %10s\n", "INTERFACE", "BACKEND", "SEEN", "PREFILTERED", "CAPTURED", "RINGDROPS", "COPYERRS")
-	for _, i := range st.Interfaces {
-		seen, filt, capt := i.In.Seen+i.Out.Seen, i.In.Filtered+i.Out.Filtered, i.In.Delivered+i.Out.Delivered
-		fmt.Fprintf(w, "%-16s %-7s %12d %12d %12d %10d %10d\n", i.Name, i.Backend, seen, filt, capt, i.In.RingDrops+i.Out.RingDrops, i.In.CopyErrors+i.Out.CopyErrors)
-	}
-	fmt.Fprintf(w, "\nactive streams %d; user-space drops:", st.Streams)
-	for _, k := range []string{"malformed_record", "stream_table_full", "retain_overflow", "spool_full"} {
-		fmt.Fprintf(w, " %s %d", k, st.Drops[k])
-	}
-	fmt.Fprintf(w, "\n\n%-4s %-40s %8s %10s %9s %7s\n", "JOB", "QUERY", "OPEN", "OPENBYTES", "SELECTED", "SEALED")
-	for _, j := range st.Jobs {
-		q := j.Query
-		if len(q) > 40 {
-			q = q[:39] + "…"
-		}
-		fmt.Fprintf(w, "%-4d %-40s %8d %10d %9d %7d\n", j.Index, q, j.OpenStreams, j.OpenBytes, j.Selected, j.Sealed)
-	}
-	if len(st.Triggers) > 0 {
-		fmt.Fprintln(w, "\ntriggered captures:")
-		for _, t := range st.Triggers {
-			fmt.Fprintf(w, "  %s %-20s %-8s until %s  %s\n", t.ID, t.Name, t.State, t.Until.Format(time.TimeOnly), t.KFL)
-		}
-	}
-	fmt.Fprintf(w, "\noutbox: %d waiting; spool %d of %d bytes; lookback %d packets\n", st.Outbox, st.SpoolBytes, st.SpoolLimit, st.Lookback)
 }
