@@ -121,7 +121,7 @@ func runRead(ctx context.Context, e *env, args []string) error {
 				}
 				return
 			}
-			bw.WriteString(formatEntry(en))
+			bw.WriteString(en.Summary())
 			bw.WriteByte('\n')
 		},
 	}
@@ -171,119 +171,6 @@ func runRead(ctx context.Context, e *env, args []string) error {
 		return feedErr
 	}
 	return printErr
-}
-
-// formatEntry is the one-line text form of an entry.
-func formatEntry(e *dissect.Entry) string {
-	var b strings.Builder
-	ts := time.UnixMilli(e.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z")
-	fmt.Fprintf(&b, "%s %s %-4s %s -> %s", ts, e.Stream, strings.ToUpper(e.Protocol.Name),
-		hostPort(e.Src), hostPort(e.Dst))
-	switch {
-	case e.HTTP != nil:
-		r := e.HTTP
-		fmt.Fprintf(&b, " %s %s", r.Request.Method, r.Request.URL)
-		if r.HasResponse {
-			fmt.Fprintf(&b, " %d %s %dms", r.Response.Status, r.Response.StatusText, e.ElapsedTime)
-		} else {
-			b.WriteString(" (no response)")
-		}
-		if g := e.GRPC; g != nil && g.HasStatus {
-			fmt.Fprintf(&b, " grpc-status=%d", g.Status)
-			if g.Message != "" {
-				fmt.Fprintf(&b, " %q", g.Message)
-			}
-		}
-		if r.Partial {
-			b.WriteString(" (partial)")
-		}
-	case e.DNS != nil:
-		for _, q := range e.DNS.Request.Questions {
-			fmt.Fprintf(&b, " %s %s", q.Type, q.Name)
-		}
-		if e.DNS.HasResponse {
-			fmt.Fprintf(&b, " %s", e.DNS.Response.Code)
-			for _, a := range e.DNS.Response.Answers {
-				v := a.IP + a.CNAME + a.Data
-				fmt.Fprintf(&b, " %s=%s", a.Type, v)
-			}
-			fmt.Fprintf(&b, " %dms", e.ElapsedTime)
-		} else {
-			b.WriteString(" (no response)")
-		}
-	case e.TLS != nil:
-		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
-	case e.AMQP != nil:
-		x := e.AMQP
-		fmt.Fprintf(&b, " %s ch=%d", x.Method, x.Channel)
-		for _, kv := range [][2]string{{"exchange", x.Exchange}, {"key", x.RoutingKey}, {"queue", x.Queue}} {
-			if kv[1] != "" {
-				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
-			}
-		}
-		if x.BodySize > 0 {
-			fmt.Fprintf(&b, " body=%d", x.BodySize)
-		}
-		if x.ReplyCode != 0 {
-			fmt.Fprintf(&b, " %d %q", x.ReplyCode, x.ReplyText)
-		}
-		if x.HasResponse {
-			fmt.Fprintf(&b, " -> %s %dms", x.Response, e.ElapsedTime)
-		}
-	case e.Kafka != nil:
-		k := e.Kafka
-		fmt.Fprintf(&b, " %s v%d id=%d client=%s", k.APIKeyName, k.APIVersion, k.CorrelationID, k.ClientID)
-		if len(k.Topics) > 0 {
-			fmt.Fprintf(&b, " topics=%s", strings.Join(k.Topics, ","))
-		}
-		if k.HasResponse {
-			fmt.Fprintf(&b, " -> %d bytes %dms", k.ResponseSize, e.ElapsedTime)
-		} else {
-			b.WriteString(" (no response)")
-		}
-	case e.Postgres != nil:
-		x := e.Postgres
-		b.WriteString(" " + x.Request.Type)
-		switch {
-		case x.Request.SQL != "":
-			fmt.Fprintf(&b, " %q", x.Request.SQL)
-		case x.Request.Type == "startup":
-			fmt.Fprintf(&b, " user=%s database=%s", x.Request.User, x.Request.Database)
-		}
-		switch {
-		case !x.HasResponse:
-			b.WriteString(" (no response)")
-		case x.Response.Error:
-			fmt.Fprintf(&b, " -> %s %s %q %dms", x.Response.Severity, x.Response.SQLState, x.Response.Message, e.ElapsedTime)
-		case len(x.Response.Tags) == 0:
-			fmt.Fprintf(&b, " -> ok %dms", e.ElapsedTime)
-		default:
-			fmt.Fprintf(&b, " -> %s rows=%d %dms", strings.Join(x.Response.Tags, ","), x.Response.Rows, e.ElapsedTime)
-		}
-	case e.Redis != nil:
-		r := e.Redis
-		b.WriteString(" " + r.Request.Command)
-		if r.Request.Key != "" {
-			fmt.Fprintf(&b, " %q", r.Request.Key)
-		}
-		if r.HasResponse {
-			fmt.Fprintf(&b, " -> %s %q %dms", r.Response.Type, r.Response.Value, e.ElapsedTime)
-		} else {
-			b.WriteString(" (no reply)")
-		}
-	default:
-		if l := e.L4; l != nil {
-			fmt.Fprintf(&b, " packets=%d/%d bytes=%d/%d", l.PacketsUp, l.PacketsDown, l.BytesUp, l.BytesDown)
-		}
-	}
-	return b.String()
-}
-
-func hostPort(ep dissect.Endpoint) string {
-	if ep.IP.Is6() && !ep.IP.Is4In6() {
-		return fmt.Sprintf("[%s]:%d", ep.IP, ep.Port)
-	}
-	return fmt.Sprintf("%s:%d", ep.IP.Unmap(), ep.Port)
 }
 
 // progressFunc returns, per file, a progress callback that rewrites one
