@@ -97,3 +97,15 @@ func (p *Pipeline) Close() { p.dis.Close() }
 
 // Stats returns the dissector's counters; safe to call concurrently.
 func (p *Pipeline) Stats() dissect.Stats { return p.dis.Stats() }
+
+// PacketSink returns a Sink that hands every packet of the streams it
+// is selected for to fn, and ignores stream ends: capture writes them
+// straight to its file. With several dissector workers fn is called
+// concurrently. (A pointer, not a func type: the dissector compares sinks
+// to select a stream only once, and funcs are not comparable.)
+func PacketSink(fn func(p *packet.Packet)) dissect.Sink { return &packetSink{fn} }
+
+type packetSink struct{ fn func(p *packet.Packet) }
+
+func (s *packetSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) { s.fn(&p) }
+func (s *packetSink) StreamEnd(dissect.StreamInfo)                       {}
