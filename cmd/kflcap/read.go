@@ -2,29 +2,26 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
-
 	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
 	"github.com/kflcap/kflcap/pcap"
+	"github.com/kflcap/kflcap/pipeline"
 )
-
-// compileQuery compiles a KFL query into a matcher. It is set by
-// read_kfl.go, which wires the kfl package.
-var compileQuery func(src string) (func(*dissect.Entry) bool, error)
 
 const readExamples = `  kflcap read capture.pcap
   kflcap read capture.pcapng --json
@@ -38,98 +35,70 @@ func init() {
 	})
 }
 
-func runRead(ctx context.Context, e *env, args []string) error {
+// readFlags are read's settings after parsing and checking.
+type readFlags struct {
+	files       []string
+	query       *kfl.Query // nil: every entry
+	json, quiet bool
+	out         string
+	workers     int
+}
+
+func parseReadFlags(e *env, args []string) (*readFlags, error) {
 	fs := newFlagSet("read", "read FILE... [--kfl QUERY] [--json] [-w OUT]", readExamples, e.stdout)
+	var rf readFlags
 	query := fs.String("kfl", "", "print only entries matching this KFL `query`; -w writes only their streams")
-	asJSON := fs.Bool("json", false, "print one JSON object per entry")
-	out := fs.String("w", "", "write the packets of the selected streams to `file` (pcap; pcapng when the name ends in .pcapng; - for stdout)")
-	workers := fs.Int("workers", 1, "dissect on `n` goroutines sharded by flow (entry order is then only kept per stream)")
-	quiet := fs.Bool("q", false, "print no entries (with -w: just write the file); the summary still goes to stderr")
-	files, err := parseFlags(fs, args)
+	fs.BoolVar(&rf.json, "json", false, "print one JSON object per entry")
+	fs.StringVar(&rf.out, "w", "", "write the packets of the selected streams to `file` (pcap; pcapng when the name ends in .pcapng; - for stdout)")
+	fs.IntVar(&rf.workers, "workers", 1, "dissect on `n` goroutines sharded by flow (entry order is then only kept per stream)")
+	fs.BoolVar(&rf.quiet, "q", false, "print no entries (with -w: just write the file); the summary still goes to stderr")
+	var err error
+	if rf.files, err = parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if len(rf.files) == 0 {
+		return nil, usageErrorf("no input file: read needs at least one pcap, pcapng or repository .tar.gz")
+	}
+	if rf.workers < 1 {
+		return nil, usageErrorf("--workers must be at least 1, got %d", rf.workers)
+	}
+	if *query != "" {
+		if rf.query, err = compileQuery(*query); err != nil {
+			return nil, err
+		}
+	}
+	return &rf, nil
+}
+
+// runRead feeds the files through one pipeline selection: the query (every
+// entry without --kfl) prints matching entries and selects their streams
+// into the -w file.
+func runRead(ctx context.Context, e *env, args []string) error {
+	rf, err := parseReadFlags(e, args)
 	if err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		return usageErrorf("no input file: read needs at least one pcap, pcapng or repository .tar.gz")
-	}
-	if *workers < 1 {
-		return usageErrorf("--workers must be at least 1, got %d", *workers)
-	}
-	match := func(*dissect.Entry) bool { return true }
-	if *query != "" {
-		if compileQuery == nil {
-			return usageErrorf("--kfl: this build has no KFL support")
-		}
-		m, err := compileQuery(*query)
-		if err != nil {
-			return usageErrorf("--kfl: %v", err)
-		}
-		match = m
-	}
-	for _, f := range files {
+	for _, f := range rf.files {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("open input: %w", err)
 		}
 	}
-
-	var w *streamWriter
-	if *out != "" {
-		lt, err := outputLinkType(ctx, files)
-		if err != nil {
+	cfg := dissect.Config{Workers: rf.workers, Logger: e.log}
+	sel := pipeline.Selection{Query: rf.query}
+	var out *readOutput
+	if rf.out != "" {
+		if out, err = createReadOutput(ctx, e.stdout, rf.out, rf.files); err != nil {
 			return err
 		}
-		dst := e.stdout
-		if *out != "-" {
-			f, err := os.Create(*out)
-			if err != nil {
-				return fmt.Errorf("create output: %w", err)
-			}
-			defer f.Close()
-			dst = f
-		}
-		w, err = newStreamWriter(dst, lt, strings.HasSuffix(*out, ".pcapng"))
-		if err != nil {
-			return err
-		}
-	}
-
-	bw := bufio.NewWriterSize(e.stdout, 64<<10)
-	if *out == "-" {
-		bw = bufio.NewWriter(io.Discard) // the pcap owns stdout
-	}
-	var mu sync.Mutex // entries come from several workers with --workers
-	enc := json.NewEncoder(bw)
-	var printErr error
-	cfg := dissect.Config{
-		Workers: *workers,
-		Logger:  e.log,
-		OnEntry: func(en *dissect.Entry, s dissect.StreamRef) {
-			if !match(en) {
-				return
-			}
-			if w != nil {
-				s.Select(w)
-			}
-			if *quiet {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if *asJSON {
-				if err := enc.Encode(en.JSON()); err != nil && printErr == nil {
-					printErr = err
-				}
-				return
-			}
-			bw.WriteString(en.Summary())
-			bw.WriteByte('\n')
-		},
-	}
-	if w != nil {
+		sel.Sink = pipeline.PacketSink(out.write)
 		// Keep streams' packets so that a match can write them from the
 		// first one; a file is finite, so the caps can be generous.
 		cfg.StreamRetainBytes = 256 << 20
 		cfg.TotalRetainBytes = 2 << 30
+	}
+	printer := newEntryPrinter(e.stdout, rf.json)
+	if !rf.quiet && rf.out != "-" { // with -w - the pcap owns stdout
+		sel.OnMatch = printer.print
 	}
 	if os.Getenv("GOGC") == "" {
 		// A file read is a batch job whose live heap is small and bounded
@@ -137,40 +106,140 @@ func runRead(ctx context.Context, e *env, args []string) error {
 		// collector work, unless the user chose otherwise.
 		debug.SetGCPercent(400)
 	}
-	d := dissect.New(cfg)
-	progress, clearProgress := progressFunc(e.stderr)
-	var feedErr error
-	for _, name := range files {
-		err := collector.ReadFile(ctx, name, func(p packet.Packet) error { return d.Feed(p) }, progress(name))
-		clearProgress()
-		if err != nil {
-			feedErr = fmt.Errorf("%s: %w", name, err)
-			break
-		}
-	}
-	d.Close()
-	st := d.Stats()
-	if err := bw.Flush(); err != nil && printErr == nil {
-		printErr = err
-	}
-	if w != nil {
-		if err := w.Close(); err != nil && feedErr == nil {
+	p := pipeline.New(pipeline.Config{Dissect: cfg, Selections: []pipeline.Selection{sel}})
+	feedErr := feedFiles(ctx, e.stderr, p, rf.files)
+	p.Close()
+	printErr := printer.flush()
+	if out != nil {
+		if err := out.close(); err != nil && feedErr == nil {
 			feedErr = err
 		}
 	}
-	e.log.Debug("read done", "packets", st.Packets, "entries", st.Entries)
+	logReadStats(e.log, p.Stats(), out)
+	return cmp.Or(feedErr, printErr)
+}
+
+// feedFiles feeds every packet of files, in order, into p.
+func feedFiles(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, files []string) error {
+	progress, clearProgress := progressFunc(stderr)
+	for _, name := range files {
+		err := collector.ReadFile(ctx, name, func(pkt packet.Packet) error { return p.Feed(&pkt) }, progress(name))
+		clearProgress()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func logReadStats(log *slog.Logger, st dissect.Stats, out *readOutput) {
+	log.Debug("read done", "packets", st.Packets, "entries", st.Entries)
 	if st.Malformed > 0 || st.StreamsEvicted > 0 || st.RetainOverflow > 0 || st.ReassemblyGaps > 0 {
-		e.log.Info("dissection counters", "packets", st.Packets, "malformed", st.Malformed,
+		log.Info("dissection counters", "packets", st.Packets, "malformed", st.Malformed,
 			"streams", st.Streams, "evicted", st.StreamsEvicted, "gaps", st.ReassemblyGaps,
 			"retain_overflow", st.RetainOverflow)
 	}
-	if w != nil && w.skipped() > 0 {
-		e.log.Warn("packets not written: link type differs from the output's", "packets", w.skipped())
+	if out != nil && out.skipped() > 0 {
+		log.Warn("packets not written: link type differs from the output's", "packets", out.skipped())
 	}
-	if feedErr != nil {
-		return feedErr
+}
+
+// entryPrinter prints entries, one line or one JSON object each; with
+// --workers they come from several goroutines.
+type entryPrinter struct {
+	mu   sync.Mutex
+	bw   *bufio.Writer
+	enc  *json.Encoder
+	json bool
+	err  error
+}
+
+func newEntryPrinter(w io.Writer, asJSON bool) *entryPrinter {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	return &entryPrinter{bw: bw, enc: json.NewEncoder(bw), json: asJSON}
+}
+
+func (p *entryPrinter) print(e *dissect.Entry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.json {
+		p.bw.WriteString(e.Summary())
+		p.bw.WriteByte('\n')
+	} else if err := p.enc.Encode(e.JSON()); err != nil && p.err == nil {
+		p.err = err
 	}
-	return printErr
+}
+
+func (p *entryPrinter) flush() error {
+	if err := p.bw.Flush(); err != nil && p.err == nil {
+		p.err = err
+	}
+	return p.err
+}
+
+// readOutput is read -w: the selected streams' packets, from every worker,
+// in one capture file. A classic pcap converts them to its link type
+// (LINUX_SLL2 when the inputs' differ); pcapng keeps each packet's own.
+type readOutput struct {
+	mu   sync.Mutex
+	w    pcap.PacketWriter
+	err  error
+	file *os.File // nil for stdout
+}
+
+func createReadOutput(ctx context.Context, stdout io.Writer, name string, inputs []string) (*readOutput, error) {
+	lt, err := collector.FileLinkType(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	o := &readOutput{}
+	dst := stdout
+	if name != "-" {
+		if o.file, err = os.Create(name); err != nil {
+			return nil, fmt.Errorf("create output: %w", err)
+		}
+		dst = o.file
+	}
+	const snaplen = 262144
+	if strings.HasSuffix(name, ".pcapng") {
+		o.w, err = pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
+	} else {
+		o.w, err = pcap.NewPcapWriter(dst, lt, snaplen)
+	}
+	if err != nil {
+		if o.file != nil {
+			o.file.Close()
+		}
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *readOutput) write(p *packet.Packet) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = o.w.WritePacket(p)
+	}
+}
+
+// skipped is how many packets the output's link type could not carry.
+func (o *readOutput) skipped() uint64 {
+	if pw, ok := o.w.(*pcap.PcapWriter); ok {
+		return pw.Skipped
+	}
+	return 0
+}
+
+func (o *readOutput) close() error {
+	err := errors.Join(o.err, o.w.Close(nil))
+	if o.file != nil {
+		err = errors.Join(err, o.file.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
 }
 
 // progressFunc returns, per file, a progress callback that rewrites one
@@ -202,92 +271,4 @@ func progressFunc(stderr io.Writer) (func(name string) func(done, total int64), 
 				shown = false
 			}
 		}
-}
-
-// outputLinkType chooses the output's link type: the inputs' one when they
-// agree, else LINUX_SLL2, which can carry any of them (as tcpdump -i any).
-func outputLinkType(ctx context.Context, files []string) (layers.LinkType, error) {
-	seen := map[layers.LinkType]bool{}
-	for _, name := range files {
-		// A classic pcap states its one link type in the header; pcapng
-		// and repositories have to be scanned.
-		if lt, ok := pcapHeaderLinkType(name); ok {
-			seen[lt] = true
-			continue
-		}
-		err := collector.ReadFile(ctx, name, func(p packet.Packet) error {
-			seen[p.LinkType] = true
-			return nil
-		}, nil)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	if len(seen) == 1 {
-		for lt := range seen {
-			return lt, nil
-		}
-	}
-	return layers.LinkTypeLinuxSLL2, nil
-}
-
-// pcapHeaderLinkType returns the link type of a classic pcap file.
-func pcapHeaderLinkType(name string) (layers.LinkType, bool) {
-	f, err := os.Open(name)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		return 0, false
-	}
-	return r.LinkType(), true
-}
-
-// streamWriter is the Sink of read -w: it writes the selected streams'
-// packets (a classic pcap converts them to its link type, LINUX_SLL2 when
-// the inputs' differ; pcapng keeps each packet's own).
-type streamWriter struct {
-	mu  sync.Mutex
-	w   pcap.PacketWriter
-	pw  *pcap.PcapWriter // nil for pcapng
-	err error
-}
-
-func newStreamWriter(dst io.Writer, lt layers.LinkType, ng bool) (*streamWriter, error) {
-	const snaplen = 262144
-	if ng {
-		w, err := pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
-		return &streamWriter{w: w}, err
-	}
-	pw, err := pcap.NewPcapWriter(dst, lt, snaplen)
-	return &streamWriter{w: pw, pw: pw}, err
-}
-
-func (w *streamWriter) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = w.w.WritePacket(&p)
-	}
-}
-
-func (w *streamWriter) StreamEnd(dissect.StreamInfo) {}
-
-// skipped is how many packets the output's link type could not carry.
-func (w *streamWriter) skipped() uint64 {
-	if w.pw == nil {
-		return 0
-	}
-	return w.pw.Skipped
-}
-
-func (w *streamWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := errors.Join(w.err, w.w.Close(nil)); err != nil {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
 }
