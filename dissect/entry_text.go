@@ -1,10 +1,54 @@
 package dissect
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"time"
 )
+
+// EntryPrinter prints entries one per line, as Summary or as JSON (the
+// entry model, as `kflcap read --json` prints it). Print is safe for
+// concurrent use (entries come from several workers); output is buffered
+// until Flush.
+type EntryPrinter struct {
+	mu   sync.Mutex
+	bw   *bufio.Writer
+	enc  *json.Encoder
+	json bool
+	err  error
+}
+
+// NewEntryPrinter returns a printer to w, of JSON objects if asJSON.
+func NewEntryPrinter(w io.Writer, asJSON bool) *EntryPrinter {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	return &EntryPrinter{bw: bw, enc: json.NewEncoder(bw), json: asJSON}
+}
+
+// Print prints e.
+func (p *EntryPrinter) Print(e *Entry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.json {
+		p.bw.WriteString(e.Summary())
+		p.bw.WriteByte('\n')
+	} else if err := p.enc.Encode(e.JSON()); err != nil && p.err == nil {
+		p.err = err
+	}
+}
+
+// Flush writes what is buffered and returns the first error.
+func (p *EntryPrinter) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.bw.Flush(); err != nil && p.err == nil {
+		p.err = err
+	}
+	return p.err
+}
 
 // Summary is the one-line text form of an entry, as `kflcap read` prints
 // it: time, stream, protocol, client -> server, then what the protocol

@@ -1,11 +1,15 @@
 package dissect_test
 
 import (
+	"encoding/json"
+	"errors"
 	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kflcap/kflcap/dissect"
@@ -59,3 +63,48 @@ func TestSummaryAddresses(t *testing.T) {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
 }
+
+// TestEntryPrinter: text lines are Summary, JSON lines are the entry
+// model, concurrent Prints do not interleave, and a write error is kept.
+func TestEntryPrinter(t *testing.T) {
+	entries, _ := dissectFile(t, "testdata/dns.pcap", dissect.Config{})
+	for _, asJSON := range []bool{false, true} {
+		var buf strings.Builder
+		p := dissect.NewEntryPrinter(&buf, asJSON)
+		var wg sync.WaitGroup
+		for _, e := range entries {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.Print(e) }()
+		}
+		wg.Wait()
+		if err := p.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, e := range entries {
+			if asJSON {
+				b, _ := json.Marshal(e.JSON())
+				want = append(want, string(b))
+			} else {
+				want = append(want, e.Summary())
+			}
+		}
+		got := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("json=%v: printed\n%s\nwant\n%s", asJSON, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	p := dissect.NewEntryPrinter(failingWriter{}, false)
+	p.Print(entries[0])
+	if err := p.Flush(); !errors.Is(err, errDiskFull) {
+		t.Errorf("Flush to a failing writer: %v", err)
+	}
+}
+
+var errDiskFull = errors.New("disk full")
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errDiskFull }

@@ -12,12 +12,14 @@
 package pipeline
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pcap"
 )
 
 // Selection is one query and where the streams it selects go.
@@ -109,3 +111,36 @@ type packetSink struct{ fn func(p *packet.Packet) }
 
 func (s *packetSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) { s.fn(&p) }
 func (s *packetSink) StreamEnd(dissect.StreamInfo)                       {}
+
+// WriterSink is a Sink that writes the selected streams' packets to a
+// capture file (read -w). It is safe for several dissector workers; after
+// a write error it writes nothing more.
+type WriterSink struct {
+	mu  sync.Mutex
+	w   pcap.PacketWriter
+	err error
+}
+
+// NewWriterSink returns a sink writing to w.
+func NewWriterSink(w pcap.PacketWriter) *WriterSink { return &WriterSink{w: w} }
+
+func (s *WriterSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = s.w.WritePacket(&p)
+	}
+}
+
+func (s *WriterSink) StreamEnd(dissect.StreamInfo) {}
+
+// Close closes the writer (no statistics trailer) once the pipeline is
+// closed, and returns the first error.
+func (s *WriterSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err // the writer keeps it too: do not report it twice
+	}
+	return s.w.Close(nil)
+}

@@ -1,10 +1,13 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pcap"
 	"github.com/kflcap/kflcap/pipeline"
 )
 
@@ -323,3 +327,49 @@ func TestPacketSink(t *testing.T) {
 		t.Errorf("PacketSink got %d packets, want %d", n, want)
 	}
 }
+
+// TestWriterSink: several workers write the selected streams into one
+// pcap that gopacket reads back whole; a write error is reported once.
+func TestWriterSink(t *testing.T) {
+	var buf bytes.Buffer
+	pw, err := pcap.NewPcapWriter(&buf, layers.LinkTypeEthernet, 65535)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := pipeline.NewWriterSink(pw)
+	feed(t, pipeline.New(pipeline.Config{
+		Dissect:    dissect.Config{Workers: 3, StreamRetainBytes: 1 << 20},
+		Selections: []pipeline.Selection{{Sink: sink}},
+	}), httpPcap)
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ; ; n++ {
+		if _, _, err := r.ReadPacketData(); err != nil {
+			break
+		}
+	}
+	if want := l4Packets(t, httpPcap); n != want {
+		t.Errorf("the pcap holds %d packets, want %d", n, want)
+	}
+
+	fw, _ := pcap.NewPcapWriter(failingWriter{}, layers.LinkTypeEthernet, 65535)
+	sink = pipeline.NewWriterSink(fw)
+	feed(t, pipeline.New(pipeline.Config{Dissect: retain, Selections: []pipeline.Selection{{Sink: sink}}}), httpPcap)
+	if err := sink.Close(); !errors.Is(err, errNoSpace) || strings.Count(err.Error(), "no space") != 1 {
+		t.Errorf("Close after a failed write: %v", err)
+	}
+}
+
+var errNoSpace = errors.New("no space left")
+
+// failingWriter fails every write; the pcap writer buffers, so the error
+// shows at the latest when Close flushes.
+type failingWriter struct{}
+
+func (failingWriter) Write(b []byte) (int, error) { return 0, errNoSpace }

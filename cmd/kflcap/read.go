@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kflcap/kflcap/collector"
@@ -90,15 +87,15 @@ func runRead(ctx context.Context, e *env, args []string) error {
 		if out, err = createReadOutput(ctx, e.stdout, rf.out, rf.files); err != nil {
 			return err
 		}
-		sel.Sink = pipeline.PacketSink(out.write)
+		sel.Sink = out
 		// Keep streams' packets so that a match can write them from the
 		// first one; a file is finite, so the caps can be generous.
 		cfg.StreamRetainBytes = 256 << 20
 		cfg.TotalRetainBytes = 2 << 30
 	}
-	printer := newEntryPrinter(e.stdout, rf.json)
+	printer := dissect.NewEntryPrinter(e.stdout, rf.json)
 	if !rf.quiet && rf.out != "-" { // with -w - the pcap owns stdout
-		sel.OnMatch = printer.print
+		sel.OnMatch = printer.Print
 	}
 	if os.Getenv("GOGC") == "" {
 		// A file read is a batch job whose live heap is small and bounded
@@ -109,7 +106,7 @@ func runRead(ctx context.Context, e *env, args []string) error {
 	p := pipeline.New(pipeline.Config{Dissect: cfg, Selections: []pipeline.Selection{sel}})
 	feedErr := feedFiles(ctx, e.stderr, p, rf.files)
 	p.Close()
-	printErr := printer.flush()
+	printErr := printer.Flush()
 	if out != nil {
 		if err := out.close(); err != nil && feedErr == nil {
 			feedErr = err
@@ -144,47 +141,13 @@ func logReadStats(log *slog.Logger, st dissect.Stats, out *readOutput) {
 	}
 }
 
-// entryPrinter prints entries, one line or one JSON object each; with
-// --workers they come from several goroutines.
-type entryPrinter struct {
-	mu   sync.Mutex
-	bw   *bufio.Writer
-	enc  *json.Encoder
-	json bool
-	err  error
-}
-
-func newEntryPrinter(w io.Writer, asJSON bool) *entryPrinter {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	return &entryPrinter{bw: bw, enc: json.NewEncoder(bw), json: asJSON}
-}
-
-func (p *entryPrinter) print(e *dissect.Entry) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.json {
-		p.bw.WriteString(e.Summary())
-		p.bw.WriteByte('\n')
-	} else if err := p.enc.Encode(e.JSON()); err != nil && p.err == nil {
-		p.err = err
-	}
-}
-
-func (p *entryPrinter) flush() error {
-	if err := p.bw.Flush(); err != nil && p.err == nil {
-		p.err = err
-	}
-	return p.err
-}
-
-// readOutput is read -w: the selected streams' packets, from every worker,
-// in one capture file. A classic pcap converts them to its link type
-// (LINUX_SLL2 when the inputs' differ); pcapng keeps each packet's own.
+// readOutput is read -w: the selected streams' packets in one capture
+// file. A classic pcap converts them to its link type (LINUX_SLL2 when the
+// inputs' differ); pcapng keeps each packet's own.
 type readOutput struct {
-	mu   sync.Mutex
-	w    pcap.PacketWriter
-	err  error
-	file *os.File // nil for stdout
+	*pipeline.WriterSink
+	classic *pcap.PcapWriter // nil for pcapng
+	file    *os.File         // nil for stdout
 }
 
 func createReadOutput(ctx context.Context, stdout io.Writer, name string, inputs []string) (*readOutput, error) {
@@ -201,38 +164,34 @@ func createReadOutput(ctx context.Context, stdout io.Writer, name string, inputs
 		dst = o.file
 	}
 	const snaplen = 262144
+	var w pcap.PacketWriter
 	if strings.HasSuffix(name, ".pcapng") {
-		o.w, err = pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
+		w, err = pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
 	} else {
-		o.w, err = pcap.NewPcapWriter(dst, lt, snaplen)
+		o.classic, err = pcap.NewPcapWriter(dst, lt, snaplen)
+		w = o.classic
 	}
 	if err != nil {
-		if o.file != nil {
-			o.file.Close()
-		}
+		o.close()
 		return nil, err
 	}
+	o.WriterSink = pipeline.NewWriterSink(w)
 	return o, nil
-}
-
-func (o *readOutput) write(p *packet.Packet) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.err == nil {
-		o.err = o.w.WritePacket(p)
-	}
 }
 
 // skipped is how many packets the output's link type could not carry.
 func (o *readOutput) skipped() uint64 {
-	if pw, ok := o.w.(*pcap.PcapWriter); ok {
-		return pw.Skipped
+	if o.classic == nil {
+		return 0
 	}
-	return 0
+	return o.classic.Skipped
 }
 
 func (o *readOutput) close() error {
-	err := errors.Join(o.err, o.w.Close(nil))
+	var err error
+	if o.WriterSink != nil {
+		err = o.WriterSink.Close()
+	}
 	if o.file != nil {
 		err = errors.Join(err, o.file.Close())
 	}
