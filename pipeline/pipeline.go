@@ -124,6 +124,7 @@ type WriterSink struct {
 // NewWriterSink returns a sink writing to w.
 func NewWriterSink(w pcap.PacketWriter) *WriterSink { return &WriterSink{w: w} }
 
+// StreamPacket writes p unless an earlier write failed.
 func (s *WriterSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,6 +133,7 @@ func (s *WriterSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
 	}
 }
 
+// StreamEnd does nothing: a capture file has no stream boundaries.
 func (s *WriterSink) StreamEnd(dissect.StreamInfo) {}
 
 // Close closes the writer (no statistics trailer) once the pipeline is
