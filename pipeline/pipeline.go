@@ -12,12 +12,14 @@
 package pipeline
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
+	"github.com/kflcap/kflcap/pcap"
 )
 
 // Selection is one query and where the streams it selects go.
@@ -97,3 +99,50 @@ func (p *Pipeline) Close() { p.dis.Close() }
 
 // Stats returns the dissector's counters; safe to call concurrently.
 func (p *Pipeline) Stats() dissect.Stats { return p.dis.Stats() }
+
+// PacketSink returns a Sink that hands every packet of the streams it
+// is selected for to fn, and ignores stream ends: capture writes them
+// straight to its file. With several dissector workers fn is called
+// concurrently. (A pointer, not a func type: the dissector compares sinks
+// to select a stream only once, and funcs are not comparable.)
+func PacketSink(fn func(p *packet.Packet)) dissect.Sink { return &packetSink{fn} }
+
+type packetSink struct{ fn func(p *packet.Packet) }
+
+func (s *packetSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) { s.fn(&p) }
+func (s *packetSink) StreamEnd(dissect.StreamInfo)                       {}
+
+// WriterSink is a Sink that writes the selected streams' packets to a
+// capture file (read -w). It is safe for several dissector workers; after
+// a write error it writes nothing more.
+type WriterSink struct {
+	mu  sync.Mutex
+	w   pcap.PacketWriter
+	err error
+}
+
+// NewWriterSink returns a sink writing to w.
+func NewWriterSink(w pcap.PacketWriter) *WriterSink { return &WriterSink{w: w} }
+
+// StreamPacket writes p unless an earlier write failed.
+func (s *WriterSink) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = s.w.WritePacket(&p)
+	}
+}
+
+// StreamEnd does nothing: a capture file has no stream boundaries.
+func (s *WriterSink) StreamEnd(dissect.StreamInfo) {}
+
+// Close closes the writer (no statistics trailer) once the pipeline is
+// closed, and returns the first error.
+func (s *WriterSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err // the writer keeps it too: do not report it twice
+	}
+	return s.w.Close(nil)
+}

@@ -6,22 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
 	"github.com/kflcap/kflcap/pcap"
+	"github.com/kflcap/kflcap/pipeline"
 )
 
 func init() {
@@ -34,41 +31,37 @@ const captureExamples = `  kflcap capture -i eth0 -w out.pcapng           # ever
   kflcap capture --netns blue -i veth0 --duration 10s -w blue.pcapng
   kflcap capture --backend socket -i eth0          # print one line per packet`
 
-// captureFlags are capture's settings after parsing and checking.
+// captureFlags are capture's flags as given, then checked and converted by
+// check.
 type captureFlags struct {
-	ifaces    []string
-	out       string
-	format    pcap.Format
-	count     int
-	snaplen   uint32
-	duration  time.Duration
-	backend   bpf.Backend
-	netns     string
-	ringBytes uint32
-	pinDir    string
-	prefilter bpf.Prefilter
-	kfl       string
+	ifaces, ports, protos, nets              stringList
+	out, format, backend, netns, pinDir, kfl string
+	count, snaplen, ringKiB                  int
+	duration                                 time.Duration
+
+	fileFormat pcap.Format
+	hook       bpf.Backend
+	ringBytes  uint32
+	prefilter  bpf.Prefilter
+	query      *kfl.Query // nil without --kfl
 }
 
 func parseCaptureFlags(e *env, args []string) (*captureFlags, error) {
 	fs := newFlagSet("capture", "capture [-i IFACE]... [-w FILE|-] [--format pcapng|pcap] [-c COUNT] [-s SNAPLEN] [--duration D] [--backend auto|tcx|tc|socket] [--kfl QUERY]", captureExamples, e.stdout)
-	var (
-		ifaces, ports, protos, nets stringList
-		cf                          captureFlags
-	)
-	fs.Var(&ifaces, "i", "interface to capture on (repeatable); `any` is every interface but lo (default any)")
+	var cf captureFlags
+	fs.Var(&cf.ifaces, "i", "interface to capture on (repeatable); `any` is every interface but lo (default any)")
 	fs.StringVar(&cf.out, "w", "", "write packets to `FILE` (- for stdout); without -w print one line per packet")
-	format := fs.String("format", "pcapng", "file format: pcapng or pcap (pcap uses LINUX_SLL2 when interfaces' link types differ)")
+	fs.StringVar(&cf.format, "format", "pcapng", "file format: pcapng or pcap (pcap uses LINUX_SLL2 when interfaces' link types differ)")
 	fs.IntVar(&cf.count, "c", 0, "stop after `COUNT` packets (0: no limit)")
-	snaplen := fs.Int("s", bpf.DefaultSnaplen, fmt.Sprintf("bytes to keep of each packet, 1..%d", bpf.MaxSnaplen))
+	fs.IntVar(&cf.snaplen, "s", bpf.DefaultSnaplen, fmt.Sprintf("bytes to keep of each packet, 1..%d", bpf.MaxSnaplen))
 	fs.DurationVar(&cf.duration, "duration", 0, "stop after this long, e.g. 30s (0: until interrupted)")
-	backend := fs.String("backend", "auto", "how to hook interfaces: auto (tcx, else tc, else socket), tcx, tc or socket")
+	fs.StringVar(&cf.backend, "backend", "auto", "how to hook interfaces: auto (tcx, else tc, else socket), tcx, tc or socket")
 	fs.StringVar(&cf.netns, "netns", "", "capture inside this network namespace (an `ip netns` name or a path)")
-	ringKiB := fs.Int("B", bpf.DefaultRingBytes/1024, "ring buffer size in KiB (rounded up to a power of two)")
+	fs.IntVar(&cf.ringKiB, "B", bpf.DefaultRingBytes/1024, "ring buffer size in KiB (rounded up to a power of two)")
 	fs.StringVar(&cf.pinDir, "pin-dir", "", "pin programs and maps here for bpftool (default "+bpf.DefaultPinRoot+"/capture-PID; \"none\" to not pin)")
-	fs.Var(&ports, "port", "kernel prefilter: only packets with this source or destination `PORT` (repeatable)")
-	fs.Var(&protos, "proto", "kernel prefilter: only this IP protocol: tcp, udp, icmp, icmp6 or a number (repeatable)")
-	fs.Var(&nets, "net", "kernel prefilter: only packets from or to this `CIDR` or address (repeatable)")
+	fs.Var(&cf.ports, "port", "kernel prefilter: only packets with this source or destination `PORT` (repeatable)")
+	fs.Var(&cf.protos, "proto", "kernel prefilter: only this IP protocol: tcp, udp, icmp, icmp6 or a number (repeatable)")
+	fs.Var(&cf.nets, "net", "kernel prefilter: only packets from or to this `CIDR` or address (repeatable)")
 	fs.StringVar(&cf.kfl, "kfl", "", "write only the packets of L4 streams this KFL query selects")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -77,58 +70,29 @@ func parseCaptureFlags(e *env, args []string) (*captureFlags, error) {
 	if len(pos) > 0 {
 		return nil, usageErrorf("unexpected argument %q (capture takes only flags; see --help)", pos[0])
 	}
-	cf.ifaces = ifaces
-	if err := cf.format.UnmarshalText([]byte(*format)); err != nil {
-		return nil, usageErrorf("--format: %v", err)
+	return &cf, cf.check()
+}
+
+func (cf *captureFlags) check() error {
+	if err := cf.fileFormat.UnmarshalText([]byte(cf.format)); err != nil {
+		return usageErrorf("--format: %v", err)
 	}
-	if err := cf.backend.UnmarshalText([]byte(*backend)); err != nil {
-		return nil, usageErrorf("--backend: %v", err)
+	if err := cf.hook.UnmarshalText([]byte(cf.backend)); err != nil {
+		return usageErrorf("--backend: %v", err)
 	}
-	if *snaplen < 1 || *snaplen > bpf.MaxSnaplen {
-		return nil, usageErrorf("-s: snaplen %d out of range 1..%d", *snaplen, bpf.MaxSnaplen)
-	}
-	cf.snaplen = uint32(*snaplen)
-	if cf.count < 0 {
-		return nil, usageErrorf("-c: count %d is negative", cf.count)
-	}
-	if cf.duration < 0 {
-		return nil, usageErrorf("--duration: %v is negative", cf.duration)
-	}
-	if *ringKiB < 4 || *ringKiB > 1<<20 {
-		return nil, usageErrorf("-B: ring buffer size %d KiB out of range 4..1048576", *ringKiB)
+	switch {
+	case cf.snaplen < 1 || cf.snaplen > bpf.MaxSnaplen:
+		return usageErrorf("-s: snaplen %d out of range 1..%d", cf.snaplen, bpf.MaxSnaplen)
+	case cf.count < 0:
+		return usageErrorf("-c: count %d is negative", cf.count)
+	case cf.duration < 0:
+		return usageErrorf("--duration: %v is negative", cf.duration)
+	case cf.ringKiB < 4 || cf.ringKiB > 1<<20:
+		return usageErrorf("-B: ring buffer size %d KiB out of range 4..1048576", cf.ringKiB)
 	}
 	cf.ringBytes = 1
-	for cf.ringBytes < uint32(*ringKiB)*1024 {
+	for cf.ringBytes < uint32(cf.ringKiB)*1024 {
 		cf.ringBytes <<= 1
-	}
-	for _, p := range ports {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return nil, usageErrorf("--port: %q is not a port number", p)
-		}
-		cf.prefilter.Ports = append(cf.prefilter.Ports, uint16(n))
-	}
-	for _, p := range protos {
-		n, ok := map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58, "sctp": 132}[strings.ToLower(p)]
-		if !ok {
-			v, err := strconv.ParseUint(p, 10, 8)
-			if err != nil {
-				return nil, usageErrorf("--proto: %q is not tcp, udp, icmp, icmp6, sctp or a protocol number", p)
-			}
-			n = uint8(v)
-		}
-		cf.prefilter.Protocols = append(cf.prefilter.Protocols, n)
-	}
-	for _, n := range nets {
-		pfx, err := netip.ParsePrefix(n)
-		if err != nil {
-			a, aerr := netip.ParseAddr(n)
-			if aerr != nil {
-				return nil, usageErrorf("--net: %q is not an address or CIDR", n)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
-		}
-		cf.prefilter.Prefixes = append(cf.prefilter.Prefixes, pfx)
 	}
 	switch cf.pinDir {
 	case "":
@@ -136,30 +100,28 @@ func parseCaptureFlags(e *env, args []string) (*captureFlags, error) {
 	case "none":
 		cf.pinDir = ""
 	}
-	return &cf, nil
+	var err error
+	if cf.prefilter, err = collector.ParsePrefilter(cf.ports, cf.protos, cf.nets); err != nil {
+		return usageError{err}
+	}
+	if cf.kfl == "" {
+		return nil
+	}
+	if cf.query, err = compileQuery(cf.kfl); err != nil {
+		return err
+	}
+	// The kernel copies only what the query could select, unless the
+	// prefilter flags say otherwise.
+	if pf := kfl.Pushdown(cf.query); cf.prefilter.Empty() && !pf.All {
+		cf.prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
+	}
+	return nil
 }
 
 func runCapture(ctx context.Context, e *env, args []string) error {
 	cf, err := parseCaptureFlags(e, args)
 	if err != nil {
 		return err
-	}
-	var query *kfl.Query
-	if cf.kfl != "" {
-		if query, err = kfl.Compile(cf.kfl); err != nil {
-			var ke *kfl.Error
-			if errors.As(err, &ke) {
-				return usageErrorf("--kfl: kfl: %s", ke.Detailed())
-			}
-			return usageErrorf("--kfl: %v", err)
-		}
-		// The kernel copies only what the query could select, unless the
-		// prefilter flags say otherwise.
-		if cf.prefilter.Empty() {
-			if pf := kfl.Pushdown(query); !pf.All {
-				cf.prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
-			}
-		}
 	}
 	nsPath, err := collector.NetNSPath(cf.netns)
 	if err != nil {
@@ -169,30 +131,17 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageErrorf("-i: %v", err)
 	}
-
 	// Open the output before attaching anything: an unwritable file is a
 	// usage error, and nothing must be left attached.
-	var out io.Writer
-	var outFile *os.File
-	switch cf.out {
-	case "":
-		out = nil
-	case "-":
-		out = os.Stdout
-		if e.stdout != os.Stdout {
-			out = e.stdout
-		}
-	default:
-		outFile, err = os.Create(cf.out)
-		if err != nil {
-			return usageErrorf("-w: %v", err)
-		}
-		defer outFile.Close()
-		out = outFile
+	out, outFile, err := openCaptureOutput(e.stdout, cf.out)
+	if err != nil {
+		return err
 	}
-
+	if outFile != nil {
+		defer outFile.Close()
+	}
 	live, err := collector.StartLive(collector.LiveOptions{
-		Ifaces: ifaces, Backend: cf.backend, Snaplen: cf.snaplen, RingBytes: cf.ringBytes,
+		Ifaces: ifaces, Backend: cf.hook, Snaplen: uint32(cf.snaplen), RingBytes: cf.ringBytes,
 		PinDir: cf.pinDir, Prefilter: cf.prefilter, Logger: e.log, Inline: true,
 		// Like tcpdump's buffer timeout (1 s by default), a bound on how long
 		// a quiet ring keeps packets: fewer wake-ups, not fewer packets.
@@ -206,202 +155,171 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	}
 	defer live.Close()
 	started := time.Now()
-	var backends []string
+	var hooks []string
 	for _, a := range live.Attachments() {
-		backends = append(backends, a.Iface.Name+"/"+string(a.Backend))
+		hooks = append(hooks, a.Iface.Name+"/"+string(a.Backend))
 	}
-	fmt.Fprintf(e.stderr, "kflcap: capturing on %s, snaplen %d\n", strings.Join(backends, ", "), cf.snaplen)
+	fmt.Fprintf(e.stderr, "kflcap: capturing on %s, snaplen %d\n", strings.Join(hooks, ", "), cf.snaplen)
 
-	var pw pcap.PacketWriter
-	if out != nil {
-		pw, err = pcap.NewWriter(out, cf.format, pcapInterfaces(ifaces), cf.snaplen, "kflcap "+version)
-		if err != nil {
-			return err
-		}
+	c, err := newCapturer(cf, ifaces, out, e.stdout)
+	if err != nil {
+		return err
 	}
-	names := map[int]string{}
+	readErr := c.run(ctx, live, cf.duration)
+	counters, err := live.Counters()
+	if err != nil {
+		return err
+	}
+	writeErr := c.close(collector.PcapStats(counters, started), outFile)
+	if err := live.Close(); err != nil {
+		e.log.Warn("detach", "err", err)
+	}
+	c.report(e.stderr, bpf.Total(counters), &live.Stages)
+	return errors.Join(writeErr, readErr)
+}
+
+// openCaptureOutput opens -w: nil without it (print a line per packet),
+// stdout for "-", else the file it creates.
+func openCaptureOutput(stdout io.Writer, name string) (io.Writer, *os.File, error) {
+	switch name {
+	case "":
+		return nil, nil, nil
+	case "-":
+		return stdout, nil, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, nil, usageErrorf("-w: %v", err)
+	}
+	return f, f, nil
+}
+
+// capturer writes, or prints, what a capture keeps: every packet, or with
+// --kfl the packets of the L4 streams the query selects. Everything runs
+// on the reader's goroutine.
+type capturer struct {
+	count       uint64             // -c; 0: no limit
+	pw          pcap.PacketWriter  // nil: print one line per packet
+	printer     *bufio.Writer      // without -w
+	names       map[int]string     // ifindex → interface name, for printing
+	pipe        *pipeline.Pipeline // nil without --kfl
+	written     uint64
+	beyondCount uint64 // packets that came after -c was reached
+	err         error  // the first write error; nothing is written after it
+}
+
+func newCapturer(cf *captureFlags, ifaces []collector.Iface, out, stdout io.Writer) (*capturer, error) {
+	c := &capturer{count: uint64(cf.count), printer: bufio.NewWriter(stdout), names: map[int]string{}}
 	for _, ifc := range ifaces {
-		names[ifc.Index] = ifc.Name
+		c.names[ifc.Index] = ifc.Name
 	}
-	printer := bufio.NewWriter(e.stdout)
-
-	stopCtx := ctx
-	if cf.duration > 0 {
-		var cancel context.CancelFunc
-		stopCtx, cancel = context.WithTimeout(ctx, cf.duration)
-		defer cancel()
+	if out != nil {
+		pw, err := pcap.NewWriter(out, cf.fileFormat, collector.PcapInterfaces(ifaces), uint32(cf.snaplen), "kflcap "+version)
+		if err != nil {
+			return nil, err
+		}
+		c.pw = pw
 	}
-	go func() {
-		<-stopCtx.Done()
-		live.Stop()
-	}()
-
-	var written, beyondCount uint64
-	var writeErr error
-	emit := func(p *packet.Packet) {
-		if writeErr != nil || (cf.count > 0 && written >= uint64(cf.count)) {
-			beyondCount++
-			return
-		}
-		if pw != nil {
-			writeErr = pw.WritePacket(p)
-		} else {
-			printPacket(printer, p, names[p.Ifindex], ifaceLinkType(ifaces, p.Ifindex))
-		}
-		if writeErr == nil {
-			written++
-		}
-	}
-	// With --kfl, packets go through the dissector (synchronously, one
-	// worker) and only the streams the query selects are written: their
-	// packets retained from before the match, then every later one.
-	var dis *dissect.Dissector
-	if query != nil {
-		sel := &selectedWriter{emit: emit}
-		dis = dissect.New(dissect.Config{
-			Workers:           1,
-			StreamRetainBytes: 4 << 20,
-			OnEntry: func(e *dissect.Entry, s dissect.StreamRef) {
-				if query.Match(e) {
-					s.Select(sel)
-				}
-			},
+	if cf.query != nil {
+		// Packets go through the dissector (synchronously, one worker) and
+		// only the streams the query selects are written: their packets
+		// retained from before the match, then every later one.
+		c.pipe = pipeline.New(pipeline.Config{
+			Dissect:    dissect.Config{Workers: 1, StreamRetainBytes: 4 << 20},
+			Selections: []pipeline.Selection{{Query: cf.query, Sink: pipeline.PacketSink(c.emit)}},
 		})
 	}
+	return c, nil
+}
+
+// run reads the ring until ctx ends, the duration passes, -c is reached
+// or a write fails; it returns the reader's error.
+func (c *capturer) run(ctx context.Context, live *collector.Live, duration time.Duration) error {
+	stopCtx, cancel := context.WithCancel(ctx)
+	if duration > 0 {
+		stopCtx, cancel = context.WithTimeout(ctx, duration)
+	}
+	defer cancel()
+	stopLater := context.AfterFunc(stopCtx, func() { live.Stop() })
+	defer stopLater()
 	// The reader runs in this goroutine: no hand-off between threads for
 	// each batch (capture is single-threaded, like tcpdump).
 	live.Consume(func(b *collector.Batch) {
 		for i := range b.Packets {
-			p := &b.Packets[i]
-			if dis == nil {
-				emit(p)
-				continue
+			if c.pipe == nil {
+				c.emit(&b.Packets[i])
+			} else {
+				c.pipe.Feed(&b.Packets[i])
 			}
-			dis.Feed(*p)
 		}
-		if cf.count > 0 && written >= uint64(cf.count) || writeErr != nil {
+		if c.count > 0 && c.written >= c.count || c.err != nil {
 			live.Stop()
 		}
-		// Flush per batch so a reader at the other end of a pipe
-		// (wireshark -k -i -) sees packets as they come.
-		if pw == nil {
-			printer.Flush()
-		} else if writeErr == nil {
-			writeErr = pw.Flush()
-		}
+		c.flush()
 	})
 	readErr := live.Wait()
-	if dis != nil {
-		dis.Close() // pending messages become entries and may still select streams
+	if c.pipe != nil {
+		c.pipe.Close() // pending messages become entries and may still select streams
+		c.flush()
 	}
-	counters, cerr := live.Counters()
-	if cerr != nil {
-		return cerr
-	}
+	return readErr
+}
 
-	// Per-interface statistics for the pcapng trailer.
-	var stats []pcap.IfaceStats
-	perIf := map[int]*pcap.IfaceStats{}
-	for k, c := range counters {
-		s := perIf[k.Ifindex]
-		if s == nil {
-			s = &pcap.IfaceStats{Ifindex: k.Ifindex, Start: started}
-			perIf[k.Ifindex] = s
-		}
-		s.Received += c.Seen - c.Filtered
-		s.KernelDrop += c.Dropped()
+func (c *capturer) emit(p *packet.Packet) {
+	if c.err != nil || (c.count > 0 && c.written >= c.count) {
+		c.beyondCount++
+		return
 	}
-	for _, s := range perIf {
-		stats = append(stats, *s)
+	if c.pw != nil {
+		c.err = c.pw.WritePacket(p)
+	} else {
+		c.printer.WriteString(dissect.PacketSummary(p, c.names[p.Ifindex]))
+		c.printer.WriteByte('\n')
 	}
-	sort.Slice(stats, func(i, j int) bool { return stats[i].Ifindex < stats[j].Ifindex })
-	if pw != nil {
-		if err := pw.Close(stats); err != nil && writeErr == nil {
-			writeErr = err
-		}
+	if c.err == nil {
+		c.written++
 	}
-	if outFile != nil && writeErr == nil {
-		if fi, err := outFile.Stat(); err == nil && fi.Mode().IsRegular() {
-			writeErr = outFile.Sync() // *PathError names the file
-		}
-	}
-	if err := live.Close(); err != nil {
-		e.log.Warn("detach", "err", err)
-	}
+}
 
-	total := bpf.Total(counters)
-	fmt.Fprintf(e.stderr, "%d packets captured\n", written)
-	fmt.Fprintf(e.stderr, "%d packets received by filter\n", total.Seen-total.Filtered)
-	fmt.Fprintf(e.stderr, "%d packets dropped by kernel (ring buffer full %d, copy errors %d)\n", total.Dropped(), total.RingDrops, total.CopyErrors)
-	fmt.Fprintf(e.stderr, "%d packets dropped in user space (malformed records)\n", live.Stages.Malformed.Load())
+// flush hands what a batch wrote on, so that a reader at the other end of
+// a pipe (wireshark -k -i -) sees packets as they come.
+func (c *capturer) flush() {
+	if c.pw == nil {
+		c.printer.Flush()
+	} else if c.err == nil {
+		c.err = c.pw.Flush()
+	}
+}
+
+// close writes the file's trailer and syncs a regular output file; it
+// returns the first write error.
+func (c *capturer) close(stats []pcap.IfaceStats, f *os.File) error {
+	if c.pw != nil {
+		if err := c.pw.Close(stats); err != nil && c.err == nil {
+			c.err = err
+		}
+	}
+	if f != nil && c.err == nil {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			c.err = f.Sync() // *PathError names the file
+		}
+	}
+	return c.err
+}
+
+// report prints, like tcpdump, what was captured and what was lost where.
+func (c *capturer) report(w io.Writer, total bpf.Counters, stages *collector.Stages) {
+	fmt.Fprintf(w, "%d packets captured\n", c.written)
+	fmt.Fprintf(w, "%d packets received by filter\n", total.Seen-total.Filtered)
+	fmt.Fprintf(w, "%d packets dropped by kernel (ring buffer full %d, copy errors %d)\n", total.Dropped(), total.RingDrops, total.CopyErrors)
+	fmt.Fprintf(w, "%d packets dropped in user space (malformed records)\n", stages.Malformed.Load())
 	if total.Filtered > 0 {
-		fmt.Fprintf(e.stderr, "%d packets not wanted by the prefilter\n", total.Filtered)
+		fmt.Fprintf(w, "%d packets not wanted by the prefilter\n", total.Filtered)
 	}
-	if beyondCount > 0 {
-		fmt.Fprintf(e.stderr, "%d packets read after the -c limit, not written\n", beyondCount)
+	if c.beyondCount > 0 {
+		fmt.Fprintf(w, "%d packets read after the -c limit, not written\n", c.beyondCount)
 	}
-	if read := live.Stages.Read.Load(); read != total.Delivered {
-		fmt.Fprintf(e.stderr, "kflcap: warning: kernel delivered %d records but %d were read\n", total.Delivered, read)
+	if read := stages.Read.Load(); read != total.Delivered {
+		fmt.Fprintf(w, "kflcap: warning: kernel delivered %d records but %d were read\n", total.Delivered, read)
 	}
-	return errors.Join(writeErr, readErr)
-}
-
-// selectedWriter writes the packets of the streams a query selected.
-type selectedWriter struct{ emit func(*packet.Packet) }
-
-func (w *selectedWriter) StreamPacket(_ dissect.StreamInfo, p packet.Packet) { w.emit(&p) }
-
-func (w *selectedWriter) StreamEnd(dissect.StreamInfo) {}
-
-func ifaceLinkType(ifaces []collector.Iface, ifindex int) layers.LinkType {
-	for _, ifc := range ifaces {
-		if ifc.Index == ifindex {
-			return ifc.LinkType
-		}
-	}
-	return layers.LinkTypeEthernet
-}
-
-// printPacket prints a one-line summary, tcpdump-style.
-func printPacket(w io.Writer, p *packet.Packet, ifname string, lt layers.LinkType) {
-	ts := p.Time.Format("15:04:05.000000")
-	dir := "In "
-	if p.Dir == packet.Egress {
-		dir = "Out"
-	}
-	pkt := gopacket.NewPacket(p.Data, lt, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
-	desc := ""
-	if nl := pkt.NetworkLayer(); nl != nil {
-		src, dst := nl.NetworkFlow().Endpoints()
-		desc = fmt.Sprintf("%s %s", nl.LayerType(), src)
-		if tl := pkt.TransportLayer(); tl != nil {
-			sp, dp := tl.TransportFlow().Endpoints()
-			desc = fmt.Sprintf("%s %s.%s > %s.%s: %s", nl.LayerType(), src, sp, dst, dp, tl.LayerType())
-		} else {
-			desc = fmt.Sprintf("%s %s > %s", nl.LayerType(), src, dst)
-			if l := pkt.Layer(layers.LayerTypeICMPv4); l != nil {
-				desc += ": " + l.(*layers.ICMPv4).TypeCode.String()
-			} else if l := pkt.Layer(layers.LayerTypeICMPv6); l != nil {
-				desc += ": " + l.(*layers.ICMPv6).TypeCode.String()
-			}
-		}
-	} else if l := pkt.Layer(layers.LayerTypeARP); l != nil {
-		desc = "ARP"
-	} else if len(pkt.Layers()) > 0 {
-		desc = pkt.Layers()[len(pkt.Layers())-1].LayerType().String()
-	}
-	fmt.Fprintf(w, "%s %s %s %s, length %d\n", ts, ifname, dir, desc, p.WireLen)
-}
-
-// pcapInterfaces describes ifaces for a capture file's header.
-func pcapInterfaces(ifaces []collector.Iface) []pcap.Interface {
-	out := make([]pcap.Interface, 0, len(ifaces))
-	for _, ifc := range ifaces {
-		pi := pcap.Interface{Index: ifc.Index, Name: ifc.Name, LinkType: ifc.LinkType}
-		if ifc.NetNS != "" {
-			pi.Description = "netns " + ifc.NetNS
-		}
-		out = append(out, pi)
-	}
-	return out
 }

@@ -28,6 +28,20 @@ type queryError struct{ err *kfl.Error }
 func (q queryError) Error() string { return q.err.Detailed() }
 func (q queryError) Unwrap() error { return q.err }
 
+// compileQuery compiles the query of a --kfl flag; a bad one is a usage
+// error that shows where.
+func compileQuery(src string) (*kfl.Query, error) {
+	q, err := kfl.Compile(src)
+	var ke *kfl.Error
+	if errors.As(err, &ke) {
+		return nil, usageErrorf("--kfl: kfl: %s", ke.Detailed())
+	}
+	if err != nil {
+		return nil, usageErrorf("--kfl: %v", err)
+	}
+	return q, nil
+}
+
 func runKFL(_ context.Context, e *env, args []string) error {
 	fs := newFlagSet("kfl", "kfl check QUERY | explain QUERY", kflExamples, e.stdout)
 	var macros stringList

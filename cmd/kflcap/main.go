@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"sort"
+	"slices"
 	"syscall"
 )
 
@@ -53,16 +54,12 @@ func main() {
 	os.Exit(code)
 }
 
+// run runs the command args[0] names and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{
-		stdout: stdout,
-		stderr: stderr,
-		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printUsage(stdout)
 		if len(args) == 0 {
-			return 2
+			return 2 // no command is bad usage; asking for help is not
 		}
 		return 0
 	}
@@ -72,16 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return 2
 	}
-	err := c.run(ctx, e, args[1:])
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errHelp):
+	err := c.run(ctx, &env{stdout: stdout, stderr: stderr, log: slog.New(slog.NewTextHandler(stderr, nil))}, args[1:])
+	if err == nil || errors.Is(err, errHelp) {
 		return 0
 	}
 	fmt.Fprintf(stderr, "kflcap: %s: %v\n", args[0], err)
-	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, new(usageError)) {
 		return 2
 	}
 	return 1
@@ -90,26 +83,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "kflcap — eBPF packet capture with KFL stream selection")
 	fmt.Fprintln(w, "\nUsage: kflcap COMMAND [flags] [args]\n\nCommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(commands)) {
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'kflcap COMMAND --help' for a command's flags and examples.")
 }
 
-func init() {
-	register("version", command{
-		summary: "print the version",
-		run: func(_ context.Context, e *env, args []string) error {
-			if len(args) > 0 {
-				return usageErrorf("version takes no arguments")
-			}
-			fmt.Fprintln(e.stdout, "kflcap", version)
-			return nil
-		},
-	})
+func init() { register("version", command{summary: "print the version", run: runVersion}) }
+
+func runVersion(_ context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("version takes no arguments")
+	}
+	_, err := fmt.Fprintln(e.stdout, "kflcap", version)
+	return err
 }

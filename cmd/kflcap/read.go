@@ -1,30 +1,24 @@
 package main
 
 import (
-	"bufio"
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
+	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
 	"github.com/kflcap/kflcap/pcap"
+	"github.com/kflcap/kflcap/pipeline"
 )
-
-// compileQuery compiles a KFL query into a matcher. It is set by
-// read_kfl.go, which wires the kfl package.
-var compileQuery func(src string) (func(*dissect.Entry) bool, error)
 
 const readExamples = `  kflcap read capture.pcap
   kflcap read capture.pcapng --json
@@ -38,98 +32,70 @@ func init() {
 	})
 }
 
-func runRead(ctx context.Context, e *env, args []string) error {
+// readFlags are read's settings after parsing and checking.
+type readFlags struct {
+	files       []string
+	query       *kfl.Query // nil: every entry
+	json, quiet bool
+	out         string
+	workers     int
+}
+
+func parseReadFlags(e *env, args []string) (*readFlags, error) {
 	fs := newFlagSet("read", "read FILE... [--kfl QUERY] [--json] [-w OUT]", readExamples, e.stdout)
+	var rf readFlags
 	query := fs.String("kfl", "", "print only entries matching this KFL `query`; -w writes only their streams")
-	asJSON := fs.Bool("json", false, "print one JSON object per entry")
-	out := fs.String("w", "", "write the packets of the selected streams to `file` (pcap; pcapng when the name ends in .pcapng; - for stdout)")
-	workers := fs.Int("workers", 1, "dissect on `n` goroutines sharded by flow (entry order is then only kept per stream)")
-	quiet := fs.Bool("q", false, "print no entries (with -w: just write the file); the summary still goes to stderr")
-	files, err := parseFlags(fs, args)
+	fs.BoolVar(&rf.json, "json", false, "print one JSON object per entry")
+	fs.StringVar(&rf.out, "w", "", "write the packets of the selected streams to `file` (pcap; pcapng when the name ends in .pcapng; - for stdout)")
+	fs.IntVar(&rf.workers, "workers", 1, "dissect on `n` goroutines sharded by flow (entry order is then only kept per stream)")
+	fs.BoolVar(&rf.quiet, "q", false, "print no entries (with -w: just write the file); the summary still goes to stderr")
+	var err error
+	if rf.files, err = parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if len(rf.files) == 0 {
+		return nil, usageErrorf("no input file: read needs at least one pcap, pcapng or repository .tar.gz")
+	}
+	if rf.workers < 1 {
+		return nil, usageErrorf("--workers must be at least 1, got %d", rf.workers)
+	}
+	if *query != "" {
+		if rf.query, err = compileQuery(*query); err != nil {
+			return nil, err
+		}
+	}
+	return &rf, nil
+}
+
+// runRead feeds the files through one pipeline selection: the query (every
+// entry without --kfl) prints matching entries and selects their streams
+// into the -w file.
+func runRead(ctx context.Context, e *env, args []string) error {
+	rf, err := parseReadFlags(e, args)
 	if err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		return usageErrorf("no input file: read needs at least one pcap, pcapng or repository .tar.gz")
-	}
-	if *workers < 1 {
-		return usageErrorf("--workers must be at least 1, got %d", *workers)
-	}
-	match := func(*dissect.Entry) bool { return true }
-	if *query != "" {
-		if compileQuery == nil {
-			return usageErrorf("--kfl: this build has no KFL support")
-		}
-		m, err := compileQuery(*query)
-		if err != nil {
-			return usageErrorf("--kfl: %v", err)
-		}
-		match = m
-	}
-	for _, f := range files {
+	for _, f := range rf.files {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("open input: %w", err)
 		}
 	}
-
-	var w *streamWriter
-	if *out != "" {
-		lt, err := outputLinkType(ctx, files)
-		if err != nil {
+	cfg := dissect.Config{Workers: rf.workers, Logger: e.log}
+	sel := pipeline.Selection{Query: rf.query}
+	var out *readOutput
+	if rf.out != "" {
+		if out, err = createReadOutput(ctx, e.stdout, rf.out, rf.files); err != nil {
 			return err
 		}
-		dst := e.stdout
-		if *out != "-" {
-			f, err := os.Create(*out)
-			if err != nil {
-				return fmt.Errorf("create output: %w", err)
-			}
-			defer f.Close()
-			dst = f
-		}
-		w, err = newStreamWriter(dst, lt, strings.HasSuffix(*out, ".pcapng"))
-		if err != nil {
-			return err
-		}
-	}
-
-	bw := bufio.NewWriterSize(e.stdout, 64<<10)
-	if *out == "-" {
-		bw = bufio.NewWriter(io.Discard) // the pcap owns stdout
-	}
-	var mu sync.Mutex // entries come from several workers with --workers
-	enc := json.NewEncoder(bw)
-	var printErr error
-	cfg := dissect.Config{
-		Workers: *workers,
-		Logger:  e.log,
-		OnEntry: func(en *dissect.Entry, s dissect.StreamRef) {
-			if !match(en) {
-				return
-			}
-			if w != nil {
-				s.Select(w)
-			}
-			if *quiet {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if *asJSON {
-				if err := enc.Encode(en.JSON()); err != nil && printErr == nil {
-					printErr = err
-				}
-				return
-			}
-			bw.WriteString(formatEntry(en))
-			bw.WriteByte('\n')
-		},
-	}
-	if w != nil {
+		sel.Sink = out
 		// Keep streams' packets so that a match can write them from the
 		// first one; a file is finite, so the caps can be generous.
 		cfg.StreamRetainBytes = 256 << 20
 		cfg.TotalRetainBytes = 2 << 30
+	}
+	printer := dissect.NewEntryPrinter(e.stdout, rf.json)
+	if !rf.quiet && rf.out != "-" { // with -w - the pcap owns stdout
+		sel.OnMatch = printer.Print
 	}
 	if os.Getenv("GOGC") == "" {
 		// A file read is a batch job whose live heap is small and bounded
@@ -137,153 +103,102 @@ func runRead(ctx context.Context, e *env, args []string) error {
 		// collector work, unless the user chose otherwise.
 		debug.SetGCPercent(400)
 	}
-	d := dissect.New(cfg)
-	progress, clearProgress := progressFunc(e.stderr)
-	var feedErr error
-	for _, name := range files {
-		err := collector.ReadFile(ctx, name, func(p packet.Packet) error { return d.Feed(p) }, progress(name))
-		clearProgress()
-		if err != nil {
-			feedErr = fmt.Errorf("%s: %w", name, err)
-			break
-		}
-	}
-	d.Close()
-	st := d.Stats()
-	if err := bw.Flush(); err != nil && printErr == nil {
-		printErr = err
-	}
-	if w != nil {
-		if err := w.Close(); err != nil && feedErr == nil {
+	p := pipeline.New(pipeline.Config{Dissect: cfg, Selections: []pipeline.Selection{sel}})
+	feedErr := feedFiles(ctx, e.stderr, p, rf.files)
+	p.Close()
+	printErr := printer.Flush()
+	if out != nil {
+		if err := out.close(); err != nil && feedErr == nil {
 			feedErr = err
 		}
 	}
-	e.log.Debug("read done", "packets", st.Packets, "entries", st.Entries)
+	logReadStats(e.log, p.Stats(), out)
+	return cmp.Or(feedErr, printErr)
+}
+
+// feedFiles feeds every packet of files, in order, into p.
+func feedFiles(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, files []string) error {
+	progress, clearProgress := progressFunc(stderr)
+	for _, name := range files {
+		err := collector.ReadFile(ctx, name, func(pkt packet.Packet) error { return p.Feed(&pkt) }, progress(name))
+		clearProgress()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func logReadStats(log *slog.Logger, st dissect.Stats, out *readOutput) {
+	log.Debug("read done", "packets", st.Packets, "entries", st.Entries)
 	if st.Malformed > 0 || st.StreamsEvicted > 0 || st.RetainOverflow > 0 || st.ReassemblyGaps > 0 {
-		e.log.Info("dissection counters", "packets", st.Packets, "malformed", st.Malformed,
+		log.Info("dissection counters", "packets", st.Packets, "malformed", st.Malformed,
 			"streams", st.Streams, "evicted", st.StreamsEvicted, "gaps", st.ReassemblyGaps,
 			"retain_overflow", st.RetainOverflow)
 	}
-	if w != nil && w.skipped() > 0 {
-		e.log.Warn("packets not written: link type differs from the output's", "packets", w.skipped())
+	if out != nil && out.skipped() > 0 {
+		log.Warn("packets not written: link type differs from the output's", "packets", out.skipped())
 	}
-	if feedErr != nil {
-		return feedErr
-	}
-	return printErr
 }
 
-// formatEntry is the one-line text form of an entry.
-func formatEntry(e *dissect.Entry) string {
-	var b strings.Builder
-	ts := time.UnixMilli(e.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z")
-	fmt.Fprintf(&b, "%s %s %-4s %s -> %s", ts, e.Stream, strings.ToUpper(e.Protocol.Name),
-		hostPort(e.Src), hostPort(e.Dst))
-	switch {
-	case e.HTTP != nil:
-		r := e.HTTP
-		fmt.Fprintf(&b, " %s %s", r.Request.Method, r.Request.URL)
-		if r.HasResponse {
-			fmt.Fprintf(&b, " %d %s %dms", r.Response.Status, r.Response.StatusText, e.ElapsedTime)
-		} else {
-			b.WriteString(" (no response)")
-		}
-		if g := e.GRPC; g != nil && g.HasStatus {
-			fmt.Fprintf(&b, " grpc-status=%d", g.Status)
-			if g.Message != "" {
-				fmt.Fprintf(&b, " %q", g.Message)
-			}
-		}
-		if r.Partial {
-			b.WriteString(" (partial)")
-		}
-	case e.DNS != nil:
-		for _, q := range e.DNS.Request.Questions {
-			fmt.Fprintf(&b, " %s %s", q.Type, q.Name)
-		}
-		if e.DNS.HasResponse {
-			fmt.Fprintf(&b, " %s", e.DNS.Response.Code)
-			for _, a := range e.DNS.Response.Answers {
-				v := a.IP + a.CNAME + a.Data
-				fmt.Fprintf(&b, " %s=%s", a.Type, v)
-			}
-			fmt.Fprintf(&b, " %dms", e.ElapsedTime)
-		} else {
-			b.WriteString(" (no response)")
-		}
-	case e.TLS != nil:
-		fmt.Fprintf(&b, " sni=%s alpn=%s version=%s", e.TLS.ServerName, strings.Join(e.TLS.ALPN, ","), e.Protocol.Version)
-	case e.AMQP != nil:
-		x := e.AMQP
-		fmt.Fprintf(&b, " %s ch=%d", x.Method, x.Channel)
-		for _, kv := range [][2]string{{"exchange", x.Exchange}, {"key", x.RoutingKey}, {"queue", x.Queue}} {
-			if kv[1] != "" {
-				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
-			}
-		}
-		if x.BodySize > 0 {
-			fmt.Fprintf(&b, " body=%d", x.BodySize)
-		}
-		if x.ReplyCode != 0 {
-			fmt.Fprintf(&b, " %d %q", x.ReplyCode, x.ReplyText)
-		}
-		if x.HasResponse {
-			fmt.Fprintf(&b, " -> %s %dms", x.Response, e.ElapsedTime)
-		}
-	case e.Kafka != nil:
-		k := e.Kafka
-		fmt.Fprintf(&b, " %s v%d id=%d client=%s", k.APIKeyName, k.APIVersion, k.CorrelationID, k.ClientID)
-		if len(k.Topics) > 0 {
-			fmt.Fprintf(&b, " topics=%s", strings.Join(k.Topics, ","))
-		}
-		if k.HasResponse {
-			fmt.Fprintf(&b, " -> %d bytes %dms", k.ResponseSize, e.ElapsedTime)
-		} else {
-			b.WriteString(" (no response)")
-		}
-	case e.Postgres != nil:
-		x := e.Postgres
-		b.WriteString(" " + x.Request.Type)
-		switch {
-		case x.Request.SQL != "":
-			fmt.Fprintf(&b, " %q", x.Request.SQL)
-		case x.Request.Type == "startup":
-			fmt.Fprintf(&b, " user=%s database=%s", x.Request.User, x.Request.Database)
-		}
-		switch {
-		case !x.HasResponse:
-			b.WriteString(" (no response)")
-		case x.Response.Error:
-			fmt.Fprintf(&b, " -> %s %s %q %dms", x.Response.Severity, x.Response.SQLState, x.Response.Message, e.ElapsedTime)
-		case len(x.Response.Tags) == 0:
-			fmt.Fprintf(&b, " -> ok %dms", e.ElapsedTime)
-		default:
-			fmt.Fprintf(&b, " -> %s rows=%d %dms", strings.Join(x.Response.Tags, ","), x.Response.Rows, e.ElapsedTime)
-		}
-	case e.Redis != nil:
-		r := e.Redis
-		b.WriteString(" " + r.Request.Command)
-		if r.Request.Key != "" {
-			fmt.Fprintf(&b, " %q", r.Request.Key)
-		}
-		if r.HasResponse {
-			fmt.Fprintf(&b, " -> %s %q %dms", r.Response.Type, r.Response.Value, e.ElapsedTime)
-		} else {
-			b.WriteString(" (no reply)")
-		}
-	default:
-		if l := e.L4; l != nil {
-			fmt.Fprintf(&b, " packets=%d/%d bytes=%d/%d", l.PacketsUp, l.PacketsDown, l.BytesUp, l.BytesDown)
-		}
-	}
-	return b.String()
+// readOutput is read -w: the selected streams' packets in one capture
+// file. A classic pcap converts them to its link type (LINUX_SLL2 when the
+// inputs' differ); pcapng keeps each packet's own.
+type readOutput struct {
+	*pipeline.WriterSink
+	classic *pcap.PcapWriter // nil for pcapng
+	file    *os.File         // nil for stdout
 }
 
-func hostPort(ep dissect.Endpoint) string {
-	if ep.IP.Is6() && !ep.IP.Is4In6() {
-		return fmt.Sprintf("[%s]:%d", ep.IP, ep.Port)
+func createReadOutput(ctx context.Context, stdout io.Writer, name string, inputs []string) (*readOutput, error) {
+	lt, err := collector.FileLinkType(ctx, inputs)
+	if err != nil {
+		return nil, err
 	}
-	return fmt.Sprintf("%s:%d", ep.IP.Unmap(), ep.Port)
+	o := &readOutput{}
+	dst := stdout
+	if name != "-" {
+		if o.file, err = os.Create(name); err != nil {
+			return nil, fmt.Errorf("create output: %w", err)
+		}
+		dst = o.file
+	}
+	const snaplen = 262144
+	var w pcap.PacketWriter
+	if strings.HasSuffix(name, ".pcapng") {
+		w, err = pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
+	} else {
+		o.classic, err = pcap.NewPcapWriter(dst, lt, snaplen)
+		w = o.classic
+	}
+	if err != nil {
+		o.close()
+		return nil, err
+	}
+	o.WriterSink = pipeline.NewWriterSink(w)
+	return o, nil
+}
+
+// skipped is how many packets the output's link type could not carry.
+func (o *readOutput) skipped() uint64 {
+	if o.classic == nil {
+		return 0
+	}
+	return o.classic.Skipped
+}
+
+func (o *readOutput) close() error {
+	var err error
+	if o.WriterSink != nil {
+		err = o.WriterSink.Close()
+	}
+	if o.file != nil {
+		err = errors.Join(err, o.file.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
 }
 
 // progressFunc returns, per file, a progress callback that rewrites one
@@ -315,92 +230,4 @@ func progressFunc(stderr io.Writer) (func(name string) func(done, total int64), 
 				shown = false
 			}
 		}
-}
-
-// outputLinkType chooses the output's link type: the inputs' one when they
-// agree, else LINUX_SLL2, which can carry any of them (as tcpdump -i any).
-func outputLinkType(ctx context.Context, files []string) (layers.LinkType, error) {
-	seen := map[layers.LinkType]bool{}
-	for _, name := range files {
-		// A classic pcap states its one link type in the header; pcapng
-		// and repositories have to be scanned.
-		if lt, ok := pcapHeaderLinkType(name); ok {
-			seen[lt] = true
-			continue
-		}
-		err := collector.ReadFile(ctx, name, func(p packet.Packet) error {
-			seen[p.LinkType] = true
-			return nil
-		}, nil)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	if len(seen) == 1 {
-		for lt := range seen {
-			return lt, nil
-		}
-	}
-	return layers.LinkTypeLinuxSLL2, nil
-}
-
-// pcapHeaderLinkType returns the link type of a classic pcap file.
-func pcapHeaderLinkType(name string) (layers.LinkType, bool) {
-	f, err := os.Open(name)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		return 0, false
-	}
-	return r.LinkType(), true
-}
-
-// streamWriter is the Sink of read -w: it writes the selected streams'
-// packets (a classic pcap converts them to its link type, LINUX_SLL2 when
-// the inputs' differ; pcapng keeps each packet's own).
-type streamWriter struct {
-	mu  sync.Mutex
-	w   pcap.PacketWriter
-	pw  *pcap.PcapWriter // nil for pcapng
-	err error
-}
-
-func newStreamWriter(dst io.Writer, lt layers.LinkType, ng bool) (*streamWriter, error) {
-	const snaplen = 262144
-	if ng {
-		w, err := pcap.NewPcapngWriter(dst, nil, snaplen, "kflcap "+version)
-		return &streamWriter{w: w}, err
-	}
-	pw, err := pcap.NewPcapWriter(dst, lt, snaplen)
-	return &streamWriter{w: pw, pw: pw}, err
-}
-
-func (w *streamWriter) StreamPacket(_ dissect.StreamInfo, p packet.Packet) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = w.w.WritePacket(&p)
-	}
-}
-
-func (w *streamWriter) StreamEnd(dissect.StreamInfo) {}
-
-// skipped is how many packets the output's link type could not carry.
-func (w *streamWriter) skipped() uint64 {
-	if w.pw == nil {
-		return 0
-	}
-	return w.pw.Skipped
-}
-
-func (w *streamWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := errors.Join(w.err, w.w.Close(nil)); err != nil {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
 }
