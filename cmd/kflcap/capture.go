@@ -112,8 +112,8 @@ func (cf *captureFlags) check() error {
 	}
 	// The kernel copies only what the query could select, unless the
 	// prefilter flags say otherwise.
-	if pf := kfl.Pushdown(cf.query); cf.prefilter.Empty() && !pf.All {
-		cf.prefilter = bpf.Prefilter{Protocols: pf.Protocols, Prefixes: pf.Prefixes, Ports: pf.Ports}
+	if cf.prefilter.Empty() {
+		cf.prefilter = pipeline.KernelPrefilter(false, cf.query)
 	}
 	return nil
 }
