@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -194,7 +193,7 @@ func (j *Job) sealLocked(reason string) {
 	}
 	content["seal_reason"] = reason
 	content["opened"] = r.Opened.UTC().Format(time.RFC3339Nano)
-	name := fmt.Sprintf("kfl_%d_%s_%d.tar.gz", j.Index, j.Prefix, sec)
+	name := repo.Name{Kind: repo.KindKFL, Index: j.Index, Prefix: j.Prefix, Unix: sec}.String()
 	if j.ArchiveName != nil {
 		name = j.ArchiveName(sec)
 	}

@@ -285,7 +285,7 @@ func (t *Triggers) begin(c *triggered) {
 		ArchiveName: func(unix int64) string {
 			t.mu.Lock()
 			defer t.mu.Unlock()
-			return fmt.Sprintf("trigger_%s_%d.tar.gz", c.status.Name, unix)
+			return repo.Name{Kind: repo.KindTrigger, Slug: c.status.Name, Unix: unix}.String()
 		},
 		Content: func() map[string]any {
 			m := map[string]any{}

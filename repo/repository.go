@@ -10,64 +10,11 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
 )
-
-// File names inside a repository.
-const (
-	ContentFile        = "content.json"
-	NameResolutionFile = "name_resolution_history.json"
-)
-
-// TimeFormat is the form of content.json's "time": RFC 1123 in GMT, as
-// HTTP dates are written (net/http.TimeFormat).
-const TimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
-
-var (
-	streamName = regexp.MustCompile(`^[0-9]{12}_(tcp|udp)\.pcap$`)
-	mergedName = regexp.MustCompile(`^[0-9]+\.pcap$`)
-	kflName    = regexp.MustCompile(`^kfl_([0-9]+)_(.+)_([0-9]+)\.tar\.gz$`)
-	triggerRe  = regexp.MustCompile(`^trigger_(.+)_([0-9]+)\.tar\.gz$`)
-)
-
-// IsStreamName reports whether name is a per-stream pcap's name,
-// <12-digit id>_<tcp|udp>.pcap.
-func IsStreamName(name string) bool { return streamName.MatchString(name) }
-
-// IsMergedName reports whether name is a merged pcap's name, <unixSeconds>.pcap.
-func IsMergedName(name string) bool { return mergedName.MatchString(name) }
-
-// Name is what a repository's file name says about it.
-type Name struct {
-	Kind   string // "kfl" or "trigger"
-	Index  int    // the KFL job's index (Kind "kfl")
-	Prefix string // the KFL job's prefix (Kind "kfl")
-	Slug   string // the trigger's slug (Kind "trigger")
-	Unix   int64  // seconds since the epoch
-}
-
-// ParseName parses kfl_<index>_<prefix>_<unixSeconds>.tar.gz or
-// trigger_<slug>_<unixSeconds>.tar.gz (a base name, without directories).
-func ParseName(base string) (Name, bool) {
-	if m := kflName.FindStringSubmatch(base); m != nil {
-		i, err1 := strconv.Atoi(m[1])
-		u, err2 := strconv.ParseInt(m[3], 10, 64)
-		if err1 == nil && err2 == nil {
-			return Name{Kind: "kfl", Index: i, Prefix: m[2], Unix: u}, true
-		}
-	}
-	if m := triggerRe.FindStringSubmatch(base); m != nil {
-		if u, err := strconv.ParseInt(m[2], 10, 64); err == nil {
-			return Name{Kind: "trigger", Slug: m[1], Unix: u}, true
-		}
-	}
-	return Name{}, false
-}
 
 // Member is one entry of the archive.
 type Member struct {

@@ -182,7 +182,7 @@ func (r *Writer) Seal(dir string, info SealInfo) (path string, err error) {
 	for _, s := range r.order {
 		streams = append(streams, s.name)
 	}
-	merged := fmt.Sprintf("%d.pcap", info.Time.Unix())
+	merged := MergedName(info.Time.Unix())
 	content := map[string]any{}
 	for k, v := range info.Content {
 		content[k] = v

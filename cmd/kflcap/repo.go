@@ -200,9 +200,9 @@ func repoInspect(w io.Writer, r *repo.Repository, problems []string) error {
 
 	desc := filepath.Base(r.Path)
 	switch n := r.Name; n.Kind {
-	case "kfl":
+	case repo.KindKFL:
 		desc += fmt.Sprintf(" (KFL job %d, prefix %s, sealed %s)", n.Index, n.Prefix, time.Unix(n.Unix, 0).UTC().Format(time.RFC3339))
-	case "trigger":
+	case repo.KindTrigger:
 		desc += fmt.Sprintf(" (trigger %s, sealed %s)", n.Slug, time.Unix(n.Unix, 0).UTC().Format(time.RFC3339))
 	}
 	line("repository", "%s", desc)
