@@ -46,24 +46,6 @@ type Resolution struct {
 	Namespace   string `json:"Namespace"`
 }
 
-// Content is content.json: the reference wrapper's fields and kflcap's
-// extensions. Extensions are kept as raw JSON so that this reader does not
-// lose fields that a newer writer adds.
-type Content struct {
-	KFLIndex      int             `json:"kfl_index"`
-	KFLQuery      string          `json:"kfl_query"`
-	L4Streams     []string        `json:"l4_streams"`
-	PcapFileName  string          `json:"pcap_file_name"`
-	Time          string          `json:"time"`
-	Node          json.RawMessage `json:"node,omitempty"`
-	Capture       json.RawMessage `json:"capture,omitempty"`
-	KflcapVersion string          `json:"kflcap_version,omitempty"`
-	Trigger       json.RawMessage `json:"trigger,omitempty"`
-}
-
-// requiredFields are the reference wrapper's content.json fields.
-var requiredFields = []string{"kfl_index", "kfl_query", "l4_streams", "pcap_file_name", "time"}
-
 // maxJSONBytes bounds what is kept of content.json and
 // name_resolution_history.json; 100000 streams take about 3 MB.
 const maxJSONBytes = 64 << 20
@@ -154,31 +136,6 @@ func readJSON(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes", maxJSONBytes)
 	}
 	return b, nil
-}
-
-func parseContent(b []byte) (*Content, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return nil, err
-	}
-	var missing []string
-	for _, f := range requiredFields {
-		if _, ok := fields[f]; !ok {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("missing field %s", strings.Join(missing, ", "))
-	}
-	var c Content
-	if err := json.Unmarshal(b, &c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, fmt.Errorf("field %s: %s is not a %s", te.Field, te.Value, te.Type)
-		}
-		return nil, err
-	}
-	return &c, nil
 }
 
 // summarize counts the packets of a pcap or pcapng member and notes their

@@ -749,10 +749,10 @@ func (a *agent) onEntry(e *dissect.Entry, s dissect.StreamRef) {
 }
 
 // content is what every content.json carries besides the wrapper's fields.
-func (a *agent) content() map[string]any {
-	return map[string]any{
-		"node":           map[string]string{"name": a.cfg.Node.Name, "ip": a.cfg.Node.IP, "cluster": a.cfg.Node.Cluster},
-		"kflcap_version": version,
+func (a *agent) content() repo.Content {
+	return repo.Content{
+		Node:          &repo.Node{Name: a.cfg.Node.Name, IP: a.cfg.Node.IP, Cluster: a.cfg.Node.Cluster},
+		KflcapVersion: version,
 	}
 }
 
