@@ -171,7 +171,47 @@ func TestSealOpenContent(t *testing.T) {
 	if r.Members[0].Name != repo.ContentFile {
 		t.Errorf("first member %s, want %s", r.Members[0].Name, repo.ContentFile)
 	}
+	c, err := repo.ReadContent(context.Background(), path, repo.Limits{})
+	if b, _ := json.Marshal(c); err != nil || string(b) != string(wantJSON) {
+		t.Errorf("ReadContent = %s, %v", b, err)
+	}
 	if got := filepath.Base(path); got != "trigger_redirect_1700000005.tar.gz" {
 		t.Errorf("archive %s", got)
+	}
+}
+
+// TestReadContent: ReadContent finds content.json wherever it is, stops
+// reading there, and fails when it is missing or malformed.
+func TestReadContent(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	r := rt.New(3, "dns")
+	ms := r.Members(t)
+	path := filepath.Join(dir, "kfl_3_kflcap_1700000005.tar.gz")
+	// content.json after the pcaps (as tar -c writes it), and a damaged
+	// stream behind it that ReadContent never reaches.
+	rt.WriteArchive(t, path, append(ms, rt.File("zz.bin", make([]byte, 1<<20))))
+	c, err := repo.ReadContent(ctx, path, repo.Limits{})
+	if err != nil || c.KFLIndex != 3 || c.KFLQuery != "dns" || c.Node == nil || c.Node.Cluster != "my-cluster" || c.Capture["packets_seen"] != 220 {
+		t.Fatalf("ReadContent = %+v, %v", c, err)
+	}
+	// It stops at content.json: a limit that the member after it breaks
+	// is not reached.
+	lim := repo.Limits{MaxTotalBytes: 1 << 19}
+	if _, err := repo.Open(ctx, path, lim); err == nil {
+		t.Fatal("Open within the limit: the test proves nothing")
+	}
+	if _, err := repo.ReadContent(ctx, path, lim); err != nil {
+		t.Errorf("ReadContent read past content.json: %v", err)
+	}
+	for name, members := range map[string][]rt.Member{
+		"missing":   ms[:4],
+		"malformed": append(ms[:4:4], rt.File("content.json", []byte(`{"kfl_index":"one"}`))),
+	} {
+		p := filepath.Join(dir, name+".tar.gz")
+		rt.WriteArchive(t, p, members)
+		if _, err := repo.ReadContent(ctx, p, repo.Limits{}); err == nil {
+			t.Errorf("%s content.json: no error", name)
+		}
 	}
 }

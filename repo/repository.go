@@ -127,6 +127,38 @@ func Open(ctx context.Context, path string, lim Limits) (*Repository, error) {
 	return r, nil
 }
 
+// errContentRead stops ReadContent's walk once content.json is read.
+var errContentRead = errors.New("content.json read")
+
+// ReadContent reads the content.json of the repository archive at path
+// and stops there: the Writer puts it first, so the packets of a sealed
+// repository are not decompressed. It reads within lim, as Open does, and
+// fails like Open, and also when the archive has no content.json or its
+// content.json does not parse (the error names the field).
+func ReadContent(ctx context.Context, path string, lim Limits) (*Content, error) {
+	var c *Content
+	err := walk(ctx, path, lim, func(h *tar.Header, rd io.Reader) error {
+		if h.Typeflag != tar.TypeReg || cleanName(h.Name) != ContentFile {
+			return nil
+		}
+		b, err := readJSON(rd)
+		if err == nil {
+			c, err = parseContent(b)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", path, ContentFile, err)
+		}
+		return errContentRead
+	}, nil)
+	switch {
+	case errors.Is(err, errContentRead):
+		return c, nil
+	case err != nil:
+		return nil, err
+	}
+	return nil, fmt.Errorf("%s: no %s", path, ContentFile)
+}
+
 func readJSON(r io.Reader) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxJSONBytes+1))
 	if err != nil {

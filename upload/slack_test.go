@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kflcap/kflcap/internal/config"
+	"github.com/kflcap/kflcap/repo"
 )
 
 // slackStandIn stands in for Slack's Web API and for an incoming webhook,
@@ -332,16 +333,14 @@ func TestSinksFromConfig(t *testing.T) {
 // A triggered capture's message quotes the rule, the alert's priority, the
 // pod and namespace, and the alert's output line.
 func TestMessageTrigger(t *testing.T) {
-	d := Delivery{URL: "s3://b/k", Archive: Archive{Name: "trigger_redirect_1.tar.gz", Size: 2048, Content: map[string]any{
-		"l4_streams": []any{"000000000001_tcp.pcap"},
-		"time":       "Tue, 14 Mar 2023 18:46:13 GMT",
-		"trigger": map[string]any{
-			"name": "redirect", "rule": "falco-network", "kfl": `src.ip == "10.0.0.9"`,
-			"alert": map[string]any{
-				"rule": "Redirect STDOUT/STDIN to Network Connection in Container", "priority": "Notice",
-				"output":        "Redirect stdout/stdin to network connection (gparent=bash ...)",
-				"output_fields": map[string]any{"k8s.pod.name": "web-1", "k8s.ns.name": "shop"},
-			},
+	d := Delivery{URL: "s3://b/k", Archive: Archive{Name: "trigger_redirect_1.tar.gz", Size: 2048, Content: repo.Content{
+		L4Streams: []string{"000000000001_tcp.pcap"},
+		Time:      "Tue, 14 Mar 2023 18:46:13 GMT",
+		Trigger: &repo.Trigger{
+			Name: "redirect", Rule: "falco-network", KFL: `src.ip == "10.0.0.9"`,
+			Alert: json.RawMessage(`{"rule": "Redirect STDOUT/STDIN to Network Connection in Container", "priority": "Notice",
+				"output": "Redirect stdout/stdin to network connection (gparent=bash ...)",
+				"output_fields": {"k8s.pod.name": "web-1", "k8s.ns.name": "shop"}}`),
 		},
 	}}}
 	msg := Message(d)
