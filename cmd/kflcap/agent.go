@@ -217,10 +217,11 @@ func newAgent(cfg *config.Config, log *slog.Logger) (*agent, error) {
 		return nil, usageErrorf("config: capture.interfaces: %v", err)
 	}
 	a.ifaces = ifaces
-	if a.sinks, err = upload.Sinks(context.Background(), cfg, log); err != nil {
+	uo := agentpkg.UploadOptions(cfg)
+	if a.sinks, err = upload.NewSinks(context.Background(), uo, log); err != nil {
 		return nil, usageErrorf("config: kflPcapS3: %v", err)
 	}
-	a.slack = upload.SlackNotifier(cfg, log)
+	a.slack = upload.NewSlackNotifier(uo, log)
 	return a, nil
 }
 
