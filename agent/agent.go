@@ -139,10 +139,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if a.ifaces, err = collector.Discover("", cfg.Capture.Interfaces); err != nil {
 		return nil, configErrorf("capture.interfaces: %v", err)
 	}
-	if a.sinks, err = upload.Sinks(context.Background(), cfg, log); err != nil {
+	uo := uploadOptions(cfg)
+	if a.sinks, err = upload.NewSinks(context.Background(), uo, log); err != nil {
 		return nil, configErrorf("kflPcapS3: %v", err)
 	}
-	a.slack = upload.SlackNotifier(cfg, log)
+	a.slack = upload.NewSlackNotifier(uo, log)
 	return a, nil
 }
 

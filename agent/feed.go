@@ -15,6 +15,7 @@ import (
 	"github.com/kflcap/kflcap/names"
 	"github.com/kflcap/kflcap/names/kube"
 	"github.com/kflcap/kflcap/pipeline"
+	"github.com/kflcap/kflcap/repo"
 	"github.com/kflcap/kflcap/trigger"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -97,10 +98,10 @@ func (a *Agent) newJob(i int, query string) *Job {
 }
 
 // content is what every content.json carries besides the wrapper's fields.
-func (a *Agent) content() map[string]any {
-	return map[string]any{
-		"node":           map[string]string{"name": a.cfg.Node.Name, "ip": a.cfg.Node.IP, "cluster": a.cfg.Node.Cluster},
-		"kflcap_version": a.opts.Version,
+func (a *Agent) content() repo.Content {
+	return repo.Content{
+		Node:          &repo.Node{Name: a.cfg.Node.Name, IP: a.cfg.Node.IP, Cluster: a.cfg.Node.Cluster},
+		KflcapVersion: a.opts.Version,
 	}
 }
 

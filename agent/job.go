@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -42,8 +41,10 @@ type Job struct {
 	Outbox  string
 	Spool   *repo.Spool
 	Snaplen uint32
-	// Content adds fields to every content.json (node, version, …).
-	Content func() map[string]any
+	// Content returns what every content.json starts from (node, version,
+	// …); the job sets kfl_index, kfl_query, capture, seal_reason and
+	// opened, the writer the rest.
+	Content func() repo.Content
 	// Stats returns counters whose change over a repository's lifetime
 	// goes into its content.json ("capture").
 	Stats func() map[string]uint64
@@ -179,22 +180,21 @@ func (j *Job) sealLocked(reason string) {
 	}
 	j.lastUnix = sec
 	at := time.Unix(sec, 0)
-	content := map[string]any{"kfl_index": j.Index, "kfl_query": j.Query}
+	var content repo.Content
 	if j.Content != nil {
-		for k, v := range j.Content() {
-			content[k] = v
-		}
+		content = j.Content()
 	}
+	content.KFLIndex, content.KFLQuery = j.Index, j.Query
 	if j.Stats != nil {
 		delta := map[string]uint64{}
 		for k, v := range j.Stats() {
 			delta[k] = v - j.curStats[k]
 		}
-		content["capture"] = delta
+		content.Capture = delta
 	}
-	content["seal_reason"] = reason
-	content["opened"] = r.Opened.UTC().Format(time.RFC3339Nano)
-	name := fmt.Sprintf("kfl_%d_%s_%d.tar.gz", j.Index, j.Prefix, sec)
+	content.SealReason = reason
+	content.Opened = r.Opened.UTC()
+	name := repo.Name{Kind: repo.KindKFL, Index: j.Index, Prefix: j.Prefix, Unix: sec}.String()
 	if j.ArchiveName != nil {
 		name = j.ArchiveName(sec)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -76,7 +77,7 @@ type JobTemplate struct {
 	Spool    *repo.Spool
 	Snaplen  uint32
 	Names    *names.History
-	Content  func() map[string]any
+	Content  func() repo.Content
 	Stats    func() map[string]uint64
 	OnSealed func(Sealed)
 	Verbose  bool
@@ -286,26 +287,32 @@ func (t *Triggers) begin(c *triggered) {
 		ArchiveName: func(unix int64) string {
 			t.mu.Lock()
 			defer t.mu.Unlock()
-			return fmt.Sprintf("trigger_%s_%d.tar.gz", c.status.Name, unix)
+			return repo.Name{Kind: repo.KindTrigger, Slug: c.status.Name, Unix: unix}.String()
 		},
-		Content: func() map[string]any {
-			m := map[string]any{}
+		Content: func() repo.Content {
+			var content repo.Content
 			if tmpl.Content != nil {
-				m = tmpl.Content()
+				content = tmpl.Content()
 			}
 			t.mu.Lock()
 			st := c.status
 			t.mu.Unlock()
-			tr := map[string]any{
-				"id": c.id, "name": st.Name, "kfl": c.spec.KFL, "rule": c.spec.Rule, "labels": c.spec.Labels,
-				"started": st.Started.UTC().Format(time.RFC3339Nano), "lookback": c.spec.Lookback.String(),
-				"duration": c.spec.Duration.String(), "from": st.From.UTC().Format(time.RFC3339Nano),
+			tr := &repo.Trigger{
+				ID: c.id, Name: st.Name, KFL: c.spec.KFL, Rule: c.spec.Rule, Labels: c.spec.Labels,
+				Started: st.Started.UTC(), Lookback: c.spec.Lookback.String(),
+				Duration: c.spec.Duration.String(), From: st.From.UTC(),
 			}
 			if c.spec.Alert != nil {
-				tr["alert"] = c.spec.Alert
+				alert, err := json.Marshal(c.spec.Alert)
+				if err != nil {
+					// Only an alert whose raw document is not JSON fails, and
+					// DecodeAlert refuses those; the capture is kept anyway.
+					t.Log.Error("content.json: alert left out", "id", c.id, "err", err)
+				}
+				tr.Alert = alert
 			}
-			m["trigger"] = tr
-			return m
+			content.Trigger = tr
+			return content
 		},
 		OnSealed: func(s Sealed) {
 			t.Sealed.Add(1)

@@ -124,8 +124,16 @@ func TestTriggeredCaptureIncludesLookback(t *testing.T) {
 	if m := r.Merged(); m == nil || m.Pcap == nil || m.Pcap.Packets != 4 || m.Pcap.First.After(now) {
 		t.Fatalf("merged pcap %+v: want 4 packets, the first before the trigger", m)
 	}
-	if len(r.Content.Trigger) == 0 {
+	tc := r.Content.Trigger
+	if tc == nil {
 		t.Fatal("content.json has no trigger")
+	}
+	if tc.ID != st.ID || tc.Name != "suspicious-dns" || tc.Lookback != "10s" || tc.Duration != "1h0m0s" || tc.Alert != nil ||
+		tc.Started.Location() != time.UTC || tc.From.Before(tc.Started.Add(-10*time.Second)) || tc.From.After(tc.Started) {
+		t.Errorf("content.json trigger %+v", tc)
+	}
+	if r.Content.KFLIndex != -1 || r.Content.SealReason != "shutdown" || r.Content.Opened.IsZero() {
+		t.Errorf("content.json %+v", r.Content)
 	}
 }
 

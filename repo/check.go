@@ -75,10 +75,10 @@ func (r *Repository) checkContent(c *Content, byName map[string]*Member) []strin
 	var p []string
 	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
 	// Triggered captures are no KFL job: their kfl_index is -1.
-	if c.KFLIndex < 0 && !(r.Name.Kind == "trigger" && c.KFLIndex == -1) {
+	if c.KFLIndex < 0 && !(r.Name.Kind == KindTrigger && c.KFLIndex == -1) {
 		add("%s: kfl_index %d is negative", ContentFile, c.KFLIndex)
 	}
-	if r.Name.Kind == "kfl" && r.Name.Index != c.KFLIndex {
+	if r.Name.Kind == KindKFL && r.Name.Index != c.KFLIndex {
 		add("file name says KFL job %d, %s says kfl_index %d", r.Name.Index, ContentFile, c.KFLIndex)
 	}
 	if _, err := time.Parse(TimeFormat, c.Time); err != nil {

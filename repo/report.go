@@ -116,7 +116,7 @@ func (r *Repository) writeReportJSON(w io.Writer, problems []string) error {
 // and the extensions it prints next, before any it does not know.
 var (
 	referenceFields = []string{"kfl_index", "kfl_query", "time", "l4_streams", "pcap_file_name"}
-	extensionFields = []string{"node", "capture", "kflcap_version", "trigger"}
+	extensionFields = []string{"node", "capture", "kflcap_version", "opened", "seal_reason", "trigger"}
 )
 
 // writeReport prints content.json's fields readably (extension objects
@@ -158,9 +158,9 @@ func (r *Repository) writeReport(w io.Writer, problems []string) error {
 func (r *Repository) describe() string {
 	desc := filepath.Base(r.Path)
 	switch n := r.Name; n.Kind {
-	case "kfl":
+	case KindKFL:
 		desc += fmt.Sprintf(" (KFL job %d, prefix %s, sealed %s)", n.Index, n.Prefix, time.Unix(n.Unix, 0).UTC().Format(time.RFC3339))
-	case "trigger":
+	case KindTrigger:
 		desc += fmt.Sprintf(" (trigger %s, sealed %s)", n.Slug, time.Unix(n.Unix, 0).UTC().Format(time.RFC3339))
 	}
 	return desc

@@ -40,3 +40,13 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// Every field the writer knows is printed as a reference or an extension
+// field, not among the unknown ones.
+func TestReportKnowsContentFields(t *testing.T) {
+	for k := range knownFields {
+		if !slices.Contains(referenceFields, k) && !slices.Contains(extensionFields, k) {
+			t.Errorf("content.json field %q is not in referenceFields or extensionFields", k)
+		}
+	}
+}

@@ -10,64 +10,11 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
 )
-
-// File names inside a repository.
-const (
-	ContentFile        = "content.json"
-	NameResolutionFile = "name_resolution_history.json"
-)
-
-// TimeFormat is the form of content.json's "time": RFC 1123 in GMT, as
-// HTTP dates are written (net/http.TimeFormat).
-const TimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
-
-var (
-	streamName = regexp.MustCompile(`^[0-9]{12}_(tcp|udp)\.pcap$`)
-	mergedName = regexp.MustCompile(`^[0-9]+\.pcap$`)
-	kflName    = regexp.MustCompile(`^kfl_([0-9]+)_(.+)_([0-9]+)\.tar\.gz$`)
-	triggerRe  = regexp.MustCompile(`^trigger_(.+)_([0-9]+)\.tar\.gz$`)
-)
-
-// IsStreamName reports whether name is a per-stream pcap's name,
-// <12-digit id>_<tcp|udp>.pcap.
-func IsStreamName(name string) bool { return streamName.MatchString(name) }
-
-// IsMergedName reports whether name is a merged pcap's name, <unixSeconds>.pcap.
-func IsMergedName(name string) bool { return mergedName.MatchString(name) }
-
-// Name is what a repository's file name says about it.
-type Name struct {
-	Kind   string // "kfl" or "trigger"
-	Index  int    // the KFL job's index (Kind "kfl")
-	Prefix string // the KFL job's prefix (Kind "kfl")
-	Slug   string // the trigger's slug (Kind "trigger")
-	Unix   int64  // seconds since the epoch
-}
-
-// ParseName parses kfl_<index>_<prefix>_<unixSeconds>.tar.gz or
-// trigger_<slug>_<unixSeconds>.tar.gz (a base name, without directories).
-func ParseName(base string) (Name, bool) {
-	if m := kflName.FindStringSubmatch(base); m != nil {
-		i, err1 := strconv.Atoi(m[1])
-		u, err2 := strconv.ParseInt(m[3], 10, 64)
-		if err1 == nil && err2 == nil {
-			return Name{Kind: "kfl", Index: i, Prefix: m[2], Unix: u}, true
-		}
-	}
-	if m := triggerRe.FindStringSubmatch(base); m != nil {
-		if u, err := strconv.ParseInt(m[2], 10, 64); err == nil {
-			return Name{Kind: "trigger", Slug: m[1], Unix: u}, true
-		}
-	}
-	return Name{}, false
-}
 
 // Member is one entry of the archive.
 type Member struct {
@@ -98,24 +45,6 @@ type Resolution struct {
 	FullAddress string `json:"FullAddress"`
 	Namespace   string `json:"Namespace"`
 }
-
-// Content is content.json: the reference wrapper's fields and kflcap's
-// extensions. Extensions are kept as raw JSON so that this reader does not
-// lose fields that a newer writer adds.
-type Content struct {
-	KFLIndex      int             `json:"kfl_index"`
-	KFLQuery      string          `json:"kfl_query"`
-	L4Streams     []string        `json:"l4_streams"`
-	PcapFileName  string          `json:"pcap_file_name"`
-	Time          string          `json:"time"`
-	Node          json.RawMessage `json:"node,omitempty"`
-	Capture       json.RawMessage `json:"capture,omitempty"`
-	KflcapVersion string          `json:"kflcap_version,omitempty"`
-	Trigger       json.RawMessage `json:"trigger,omitempty"`
-}
-
-// requiredFields are the reference wrapper's content.json fields.
-var requiredFields = []string{"kfl_index", "kfl_query", "l4_streams", "pcap_file_name", "time"}
 
 // maxJSONBytes bounds what is kept of content.json and
 // name_resolution_history.json; 100000 streams take about 3 MB.
@@ -198,6 +127,38 @@ func Open(ctx context.Context, path string, lim Limits) (*Repository, error) {
 	return r, nil
 }
 
+// errContentRead stops ReadContent's walk once content.json is read.
+var errContentRead = errors.New("content.json read")
+
+// ReadContent reads the content.json of the repository archive at path
+// and stops there: the Writer puts it first, so the packets of a sealed
+// repository are not decompressed. It reads within lim, as Open does, and
+// fails like Open, and also when the archive has no content.json or its
+// content.json does not parse (the error names the field).
+func ReadContent(ctx context.Context, path string, lim Limits) (*Content, error) {
+	var c *Content
+	err := walk(ctx, path, lim, func(h *tar.Header, rd io.Reader) error {
+		if h.Typeflag != tar.TypeReg || cleanName(h.Name) != ContentFile {
+			return nil
+		}
+		b, err := readJSON(rd)
+		if err == nil {
+			c, err = parseContent(b)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", path, ContentFile, err)
+		}
+		return errContentRead
+	}, nil)
+	switch {
+	case errors.Is(err, errContentRead):
+		return c, nil
+	case err != nil:
+		return nil, err
+	}
+	return nil, fmt.Errorf("%s: no %s", path, ContentFile)
+}
+
 func readJSON(r io.Reader) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxJSONBytes+1))
 	if err != nil {
@@ -207,31 +168,6 @@ func readJSON(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes", maxJSONBytes)
 	}
 	return b, nil
-}
-
-func parseContent(b []byte) (*Content, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return nil, err
-	}
-	var missing []string
-	for _, f := range requiredFields {
-		if _, ok := fields[f]; !ok {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("missing field %s", strings.Join(missing, ", "))
-	}
-	var c Content
-	if err := json.Unmarshal(b, &c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, fmt.Errorf("field %s: %s is not a %s", te.Field, te.Value, te.Type)
-		}
-		return nil, err
-	}
-	return &c, nil
 }
 
 // summarize counts the packets of a pcap or pcapng member and notes their

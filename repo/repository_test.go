@@ -263,11 +263,30 @@ func TestParseName(t *testing.T) {
 		{"kfl_12_my_prefix_1678808288.tar.gz", repo.Name{Kind: "kfl", Index: 12, Prefix: "my_prefix", Unix: 1678808288}, true},
 		{"trigger_shell-in-pod_1700000000.tar.gz", repo.Name{Kind: "trigger", Slug: "shell-in-pod", Unix: 1700000000}, true},
 		{"kfl_x_kflcap_1.tar.gz", repo.Name{}, false},
+		{"trigger_1.tar.gz", repo.Name{}, false},
 		{"repo.tar.gz", repo.Name{}, false},
 	} {
 		got, ok := repo.ParseName(tc.in)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("ParseName(%q) = %+v, %v", tc.in, got, ok)
+		}
+		if ok && got.String() != tc.in {
+			t.Errorf("ParseName(%q).String() = %q: the builder and the parser disagree", tc.in, got.String())
+		}
+	}
+}
+
+func TestNameString(t *testing.T) {
+	for _, tc := range []struct {
+		n    repo.Name
+		want string
+	}{
+		{repo.Name{Kind: repo.KindKFL, Index: 1, Prefix: "kflcap", Unix: 1678819560}, "kfl_1_kflcap_1678819560.tar.gz"},
+		{repo.Name{Kind: repo.KindTrigger, Slug: "shell-in-pod", Unix: 1700000000}, "trigger_shell-in-pod_1700000000.tar.gz"},
+		{repo.Name{Unix: 1}, ""},
+	} {
+		if got := tc.n.String(); got != tc.want {
+			t.Errorf("%+v.String() = %q, want %q", tc.n, got, tc.want)
 		}
 	}
 }

@@ -124,10 +124,10 @@ type SealInfo struct {
 	// Time is the creation time: content.json's "time" and the merged
 	// pcap's name (<unixSeconds>.pcap).
 	Time time.Time
-	// Content is content.json: the wrapper's fields are filled by Seal
-	// (l4_streams, pcap_file_name, time); kfl_index, kfl_query and the
-	// extensions come from the caller.
-	Content map[string]any
+	// Content is content.json: Seal fills the wrapper's l4_streams,
+	// pcap_file_name and time; kfl_index, kfl_query and the extensions
+	// come from the caller.
+	Content Content
 	// Names is name_resolution_history.json's content.
 	Names map[string]map[string]names.Record
 }
@@ -182,22 +182,19 @@ func (r *Writer) Seal(dir string, info SealInfo) (path string, err error) {
 	for _, s := range r.order {
 		streams = append(streams, s.name)
 	}
-	merged := fmt.Sprintf("%d.pcap", info.Time.Unix())
-	content := map[string]any{}
-	for k, v := range info.Content {
-		content[k] = v
-	}
-	content["l4_streams"] = streams
-	content["pcap_file_name"] = merged
-	content["time"] = info.Time.UTC().Format(TimeFormat)
-	if err := writeJSON(tw, "content.json", info.Time, content); err != nil {
+	merged := MergedName(info.Time.Unix())
+	content := info.Content
+	content.L4Streams = streams
+	content.PcapFileName = merged
+	content.Time = info.Time.UTC().Format(TimeFormat)
+	if err := writeJSON(tw, ContentFile, info.Time, content); err != nil {
 		return "", err
 	}
 	history := info.Names
 	if history == nil {
 		history = map[string]map[string]names.Record{}
 	}
-	if err := writeJSON(tw, "name_resolution_history.json", info.Time, history); err != nil {
+	if err := writeJSON(tw, NameResolutionFile, info.Time, history); err != nil {
 		return "", err
 	}
 	var all []pktRef

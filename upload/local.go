@@ -11,10 +11,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-)
 
-// RFC1123GMT is the progress log's time format: "Tue, 14 Mar 2023 15:38:26 GMT".
-const RFC1123GMT = "Mon, 02 Jan 2006 15:04:05 GMT"
+	"github.com/kflcap/kflcap/repo"
+)
 
 // ProgressEntry is one line of a progress log: the wrapper's shape.
 type ProgressEntry struct {
@@ -22,12 +21,12 @@ type ProgressEntry struct {
 	KFLIndex int    `json:"kfl_index"`
 	KFLQuery string `json:"kfl_query"`
 	S3URL    string `json:"s3_url"`
-	Time     string `json:"time"` // RFC 1123, GMT
+	Time     string `json:"time"` // repo.TimeFormat
 }
 
 // NewProgressEntry makes the entry for a delivered archive.
 func NewProgressEntry(a Archive, url string, at time.Time) ProgressEntry {
-	return ProgressEntry{File: a.Name, KFLIndex: a.KFLIndex, KFLQuery: a.KFLQuery, S3URL: url, Time: at.UTC().Format(RFC1123GMT)}
+	return ProgressEntry{File: a.Name, KFLIndex: a.Content.KFLIndex, KFLQuery: a.Content.KFLQuery, S3URL: url, Time: at.UTC().Format(repo.TimeFormat)}
 }
 
 // LocalSink keeps archives in a directory and appends to its

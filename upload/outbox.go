@@ -10,13 +10,9 @@
 package upload
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -25,17 +21,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kflcap/kflcap/repo"
 )
 
 // Archive is a sealed repository waiting in the outbox.
 type Archive struct {
 	Path string
 	Name string // file name, e.g. kfl_0_kflcap_1678808288.tar.gz
-	// From content.json.
-	KFLIndex int
-	KFLQuery string
-	Content  map[string]any
-	Size     int64
+	Size int64
+	// Content is the archive's content.json: kfl_index and kfl_query for
+	// the progress log and the object's metadata, the rest for Slack.
+	Content repo.Content
 }
 
 // Sink is where archives go. Deliver must be idempotent: delivering an
@@ -250,8 +247,11 @@ func (o *Outbox) marker(name, sink string) string {
 // removes it once all have.
 func (o *Outbox) deliver(ctx context.Context, name string) error {
 	path := filepath.Join(o.Dir, name)
-	a, err := ReadArchive(path)
+	a, err := ReadArchive(ctx, path)
 	if err != nil {
+		if ctx.Err() != nil {
+			return err // shutting down: try again on the next start
+		}
 		// Sealed archives are complete by construction (rename after fsync);
 		// one that cannot be read is set aside, never delivered.
 		bad := path + ".unreadable"
@@ -295,42 +295,19 @@ func (o *Outbox) deliver(ctx context.Context, name string) error {
 	return nil
 }
 
-// ReadArchive reads an archive's content.json.
-func ReadArchive(path string) (Archive, error) {
+// ReadArchive reads an archive's size and its content.json, which the
+// writer puts first: the packets are not decompressed.
+func ReadArchive(ctx context.Context, path string) (Archive, error) {
 	a := Archive{Path: path, Name: filepath.Base(path)}
-	f, err := os.Open(path)
-	if err != nil {
-		return a, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
+	fi, err := os.Stat(path)
 	if err != nil {
 		return a, err
 	}
 	a.Size = fi.Size()
-	gz, err := gzip.NewReader(f)
+	c, err := repo.ReadContent(ctx, path, repo.Limits{})
 	if err != nil {
-		return a, fmt.Errorf("%s: not gzip: %w", a.Name, err)
+		return a, err
 	}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return a, fmt.Errorf("%s: no content.json", a.Name)
-		}
-		if err != nil {
-			return a, fmt.Errorf("%s: %w", a.Name, err)
-		}
-		if h.Name != "content.json" {
-			continue
-		}
-		if err := json.NewDecoder(io.LimitReader(tr, 64<<20)).Decode(&a.Content); err != nil {
-			return a, fmt.Errorf("%s: content.json: %w", a.Name, err)
-		}
-		if v, ok := a.Content["kfl_index"].(float64); ok {
-			a.KFLIndex = int(v)
-		}
-		a.KFLQuery, _ = a.Content["kfl_query"].(string)
-		return a, nil
-	}
+	a.Content = *c
+	return a, nil
 }

@@ -322,8 +322,8 @@ func (s *S3Sink) put(ctx context.Context, a Archive, key string, ifAbsent bool) 
 		ContentType:       aws.String("application/gzip"),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 		Metadata: map[string]string{
-			"kfl-index": strconv.Itoa(a.KFLIndex),
-			"kfl-query": headerSafe(a.KFLQuery),
+			"kfl-index": strconv.Itoa(a.Content.KFLIndex),
+			"kfl-query": headerSafe(a.Content.KFLQuery),
 		},
 	}
 	s.encryption(in)

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/kflcap/kflcap/internal/miniotest"
+	"github.com/kflcap/kflcap/repo"
 )
 
 // makeArchive writes a sealed-looking archive: content.json first, then
@@ -50,7 +51,7 @@ func makeArchive(t testing.TB, dir, name string, index int, query string, payloa
 	if err := errors.Join(tw.Close(), gz.Close(), f.Close()); err != nil {
 		t.Fatal(err)
 	}
-	a, err := ReadArchive(path)
+	a, err := ReadArchive(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestS3Deliver(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: object differs from the archive (%d vs %d bytes)", a.Name, len(got), len(want))
 		}
-		if out.Metadata["kfl-index"] != fmt.Sprint(a.KFLIndex) || out.Metadata["kfl-query"] != headerSafe(a.KFLQuery) {
+		if out.Metadata["kfl-index"] != fmt.Sprint(a.Content.KFLIndex) || out.Metadata["kfl-query"] != headerSafe(a.Content.KFLQuery) {
 			t.Errorf("%s: metadata %v", a.Name, out.Metadata)
 		}
 		if aws.ToString(out.ContentType) != "application/gzip" {
@@ -134,10 +135,10 @@ func TestS3Deliver(t *testing.T) {
 	}
 	for i, e := range entries {
 		a := archives[i]
-		if e.File != a.Name || e.KFLIndex != a.KFLIndex || e.KFLQuery != a.KFLQuery || e.S3URL != s.URL(s.Key(a.Name)) {
+		if e.File != a.Name || e.KFLIndex != a.Content.KFLIndex || e.KFLQuery != a.Content.KFLQuery || e.S3URL != s.URL(s.Key(a.Name)) {
 			t.Errorf("entry %d: %+v", i, e)
 		}
-		if _, err := time.Parse(RFC1123GMT, e.Time); err != nil || !strings.HasSuffix(e.Time, " GMT") {
+		if _, err := time.Parse(repo.TimeFormat, e.Time); err != nil || !strings.HasSuffix(e.Time, " GMT") {
 			t.Errorf("entry %d: time %q", i, e.Time)
 		}
 	}

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kflcap/kflcap/repo"
 	"github.com/slack-go/slack"
 )
 
@@ -217,60 +219,51 @@ func Message(d Delivery) string {
 	a := d.Archive
 	c := a.Content
 	var b strings.Builder
-	str := func(k string) string {
-		if v, ok := c[k]; ok && v != nil {
-			return fmt.Sprint(v)
-		}
-		return ""
-	}
-	if trig, ok := c["trigger"].(map[string]any); ok {
-		get := func(m map[string]any, k string) string {
-			if v, ok := m[k]; ok && v != nil {
-				return fmt.Sprint(v)
-			}
-			return ""
-		}
+	if t := c.Trigger; t != nil {
 		fmt.Fprintf(&b, "*kflcap: triggered capture* `%s`\n", a.Name)
-		if rule := get(trig, "rule"); rule != "" {
-			fmt.Fprintf(&b, "Trigger rule: %s\n", rule)
+		if t.Rule != "" {
+			fmt.Fprintf(&b, "Trigger rule: %s\n", t.Rule)
 		} else {
-			fmt.Fprintf(&b, "Capture: %s (API)\n", get(trig, "name"))
+			fmt.Fprintf(&b, "Capture: %s (API)\n", t.Name)
 		}
-		fmt.Fprintf(&b, "KFL: `%s`\n", get(trig, "kfl"))
-		if alert, ok := trig["alert"].(map[string]any); ok {
-			fmt.Fprintf(&b, "Alert: %s (%s)\n", get(alert, "rule"), get(alert, "priority"))
+		fmt.Fprintf(&b, "KFL: `%s`\n", t.KFL)
+		// The alert is whatever the sender sent, decoded by the trigger
+		// package: read it loosely, showing what is there.
+		var alert map[string]any
+		if json.Unmarshal(t.Alert, &alert) == nil && alert != nil {
+			fmt.Fprintf(&b, "Alert: %s (%s)\n", field(alert, "rule"), field(alert, "priority"))
 			if f, ok := alert["output_fields"].(map[string]any); ok {
-				if pod, ns := get(f, "k8s.pod.name"), get(f, "k8s.ns.name"); pod != "" || ns != "" {
+				if pod, ns := field(f, "k8s.pod.name"), field(f, "k8s.ns.name"); pod != "" || ns != "" {
 					fmt.Fprintf(&b, "Pod: %s/%s\n", ns, pod)
 				}
 			}
-			if out := get(alert, "output"); out != "" {
+			if out := field(alert, "output"); out != "" {
 				fmt.Fprintf(&b, "> %s\n", out)
 			}
 		}
 	} else {
 		fmt.Fprintf(&b, "*kflcap: new PCAP repository* `%s`\n", a.Name)
-		fmt.Fprintf(&b, "KFL #%d: `%s`\n", a.KFLIndex, a.KFLQuery)
+		fmt.Fprintf(&b, "KFL #%d: `%s`\n", c.KFLIndex, c.KFLQuery)
 	}
-	if node, ok := c["node"].(map[string]any); ok {
-		fmt.Fprintf(&b, "Node: %v (%v), cluster %v\n", node["name"], node["ip"], node["cluster"])
+	if n := c.Node; n != nil {
+		fmt.Fprintf(&b, "Node: %s (%s), cluster %s\n", n.Name, n.IP, n.Cluster)
 	}
-	streams := 0
-	if s, ok := c["l4_streams"].([]any); ok {
-		streams = len(s)
-	}
-	fmt.Fprintf(&b, "Streams: %d, size: %s\n", streams, humanBytes(a.Size))
-	end := str("time")
-	if opened := str("opened"); opened != "" {
-		if t, err := time.Parse(time.RFC3339Nano, opened); err == nil {
-			opened = t.UTC().Format(RFC1123GMT)
-		}
-		fmt.Fprintf(&b, "Time span: %s – %s\n", opened, end)
-	} else if end != "" {
-		fmt.Fprintf(&b, "Time: %s\n", end)
+	fmt.Fprintf(&b, "Streams: %d, size: %s\n", len(c.L4Streams), humanBytes(a.Size))
+	if !c.Opened.IsZero() {
+		fmt.Fprintf(&b, "Time span: %s – %s\n", c.Opened.UTC().Format(repo.TimeFormat), c.Time)
+	} else if c.Time != "" {
+		fmt.Fprintf(&b, "Time: %s\n", c.Time)
 	}
 	fmt.Fprintf(&b, "URL: %s", d.URL)
 	return b.String()
+}
+
+// field is m[k] as text, "" when absent or null.
+func field(m map[string]any, k string) string {
+	if v, ok := m[k]; ok && v != nil {
+		return fmt.Sprint(v)
+	}
+	return ""
 }
 
 func humanBytes(n int64) string {

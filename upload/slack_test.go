@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kflcap/kflcap/internal/config"
+	"github.com/kflcap/kflcap/repo"
 )
 
 // slackStandIn stands in for Slack's Web API and for an incoming webhook,
@@ -240,11 +240,7 @@ func TestSlackRetries(t *testing.T) {
 
 // No Slack settings: no notifier, and nothing is sent.
 func TestSlackNoSettings(t *testing.T) {
-	cfg, err := config.Parse([]byte("kflPcapS3: {kflArr: [dns], s3Bucket: b}\n"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := SlackNotifier(cfg, nil)
+	n := NewSlackNotifier(Options{S3: S3Options{Bucket: "b"}}, nil)
 	if n != nil {
 		t.Fatal("a notifier without Slack settings")
 	}
@@ -288,17 +284,8 @@ func TestSlackDownDoesNotDelayUploads(t *testing.T) {
 	}
 }
 
-func TestSinksFromConfig(t *testing.T) {
+func TestNewSinks(t *testing.T) {
 	t.Setenv("AWS_REGION", "")
-	t.Setenv("S3_BUCKET", "")
-	parse := func(y string) *config.Config {
-		t.Helper()
-		cfg, err := config.Parse([]byte("node: {cluster: c1, ip: 10.0.0.1}\nkflPcapS3:\n  kflArr: [dns]\n"+y), "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
 	names := func(ss []Sink) string {
 		var n []string
 		for _, s := range ss {
@@ -307,41 +294,57 @@ func TestSinksFromConfig(t *testing.T) {
 		return strings.Join(n, ",")
 	}
 	ctx := context.Background()
-	for _, tc := range []struct{ yaml, want string }{
-		{"", "local"},
-		{"  s3Bucket: b\n  s3Endpoint: http://127.0.0.1:9000\n", "s3"},
-		{"  s3Bucket: b\n  awsRegion: eu-west-1\n  keepLocal: true\n", "s3,local"},
+	node := Options{Cluster: "c1", NodeIP: "10.0.0.1", LocalDir: t.TempDir()}
+	for _, tc := range []struct {
+		s3        S3Options
+		keepLocal bool
+		want      string
+	}{
+		{want: "local"},
+		{s3: S3Options{Bucket: "b", Endpoint: "http://127.0.0.1:9000"}, want: "s3"},
+		{s3: S3Options{Bucket: "b", Region: "eu-west-1"}, keepLocal: true, want: "s3,local"},
 	} {
-		ss, err := Sinks(ctx, parse(tc.yaml), nil)
+		o := node
+		o.S3, o.KeepLocal = tc.s3, tc.keepLocal
+		ss, err := NewSinks(ctx, o, nil)
 		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
+			t.Fatalf("%+v: %v", tc, err)
 		}
 		if got := names(ss); got != tc.want {
-			t.Errorf("%q: sinks %s, want %s", tc.yaml, got, tc.want)
+			t.Errorf("%+v: sinks %s, want %s", tc, got, tc.want)
 		}
 	}
-	ss, _ := Sinks(ctx, parse("  s3Bucket: b\n  awsRegion: eu-west-1\n"), nil)
+	o := node
+	o.S3 = S3Options{Bucket: "b", Region: "eu-west-1", Prefix: "ignored"}
+	ss, _ := NewSinks(ctx, o, nil)
 	if u := ss[0].(*S3Sink).URL(ss[0].(*S3Sink).Key("x.tar.gz")); u != "https://b.s3.eu-west-1.amazonaws.com/c1_10.0.0.1/x.tar.gz" {
 		t.Errorf("url %s", u)
 	}
-	if n := SlackNotifier(parse("  slackWebhook: http://127.0.0.1:1/x\n"), nil); n == nil || n.o.Sink != "local" {
+	if _, err := NewSinks(ctx, Options{S3: S3Options{Bucket: "b", SSE: "aes"}}, nil); err == nil {
+		t.Error("a bad sse made a sink")
+	}
+	o = node
+	o.Slack = SlackOptions{Webhook: "http://127.0.0.1:1/x"}
+	if n := NewSlackNotifier(o, nil); n == nil || n.o.Sink != "local" {
 		t.Errorf("webhook without a bucket: %+v", n)
+	}
+	o.S3.Bucket = "b"
+	if n := NewSlackNotifier(o, nil); n == nil || n.o.Sink != "s3" {
+		t.Errorf("webhook with a bucket: %+v", n)
 	}
 }
 
 // A triggered capture's message quotes the rule, the alert's priority, the
 // pod and namespace, and the alert's output line.
 func TestMessageTrigger(t *testing.T) {
-	d := Delivery{URL: "s3://b/k", Archive: Archive{Name: "trigger_redirect_1.tar.gz", Size: 2048, Content: map[string]any{
-		"l4_streams": []any{"000000000001_tcp.pcap"},
-		"time":       "Tue, 14 Mar 2023 18:46:13 GMT",
-		"trigger": map[string]any{
-			"name": "redirect", "rule": "falco-network", "kfl": `src.ip == "10.0.0.9"`,
-			"alert": map[string]any{
-				"rule": "Redirect STDOUT/STDIN to Network Connection in Container", "priority": "Notice",
-				"output":        "Redirect stdout/stdin to network connection (gparent=bash ...)",
-				"output_fields": map[string]any{"k8s.pod.name": "web-1", "k8s.ns.name": "shop"},
-			},
+	d := Delivery{URL: "s3://b/k", Archive: Archive{Name: "trigger_redirect_1.tar.gz", Size: 2048, Content: repo.Content{
+		L4Streams: []string{"000000000001_tcp.pcap"},
+		Time:      "Tue, 14 Mar 2023 18:46:13 GMT",
+		Trigger: &repo.Trigger{
+			Name: "redirect", Rule: "falco-network", KFL: `src.ip == "10.0.0.9"`,
+			Alert: json.RawMessage(`{"rule": "Redirect STDOUT/STDIN to Network Connection in Container", "priority": "Notice",
+				"output": "Redirect stdout/stdin to network connection (gparent=bash ...)",
+				"output_fields": {"k8s.pod.name": "web-1", "k8s.ns.name": "shop"}}`),
 		},
 	}}}
 	msg := Message(d)

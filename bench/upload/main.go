@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/kflcap/kflcap/repo"
 	"github.com/kflcap/kflcap/upload"
 )
 
@@ -111,7 +112,7 @@ func concurrent(ctx context.Context, sink *upload.S3Sink, src string, conc int) 
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				a, err := upload.ReadArchive(filepath.Join(src, n))
+				a, err := upload.ReadArchive(ctx, filepath.Join(src, n))
 				if err == nil {
 					_, err = sink.Deliver(ctx, a)
 				}
@@ -335,8 +336,8 @@ func generate(dir string, n int, payload int64) error {
 		}
 		gz, _ := gzip.NewWriterLevel(f, gzip.NoCompression)
 		tw := tar.NewWriter(gz)
-		content, _ := json.Marshal(map[string]any{"kfl_index": i % 2, "kfl_query": []string{"http and response.status == 500", "dns"}[i%2],
-			"l4_streams": []string{}, "pcap_file_name": "1.pcap", "time": time.Unix(int64(1700000000+i), 0).UTC().Format(upload.RFC1123GMT)})
+		content, _ := json.Marshal(repo.Content{KFLIndex: i % 2, KFLQuery: []string{"http and response.status == 500", "dns"}[i%2],
+			L4Streams: []string{}, PcapFileName: "1.pcap", Time: time.Unix(int64(1700000000+i), 0).UTC().Format(repo.TimeFormat)})
 		tw.WriteHeader(&tar.Header{Name: "content.json", Mode: 0o644, Size: int64(len(content))})
 		tw.Write(content)
 		tw.WriteHeader(&tar.Header{Name: "1.pcap", Mode: 0o644, Size: payload})

@@ -255,7 +255,7 @@ func TestRepoInspectAgentRepository(t *testing.T) {
 	sealed, err := w.Seal(dir, repo.SealInfo{
 		Name:    "kfl_0_kflcap_1700000005.tar.gz",
 		Time:    time.Unix(1700000005, 0),
-		Content: map[string]any{"kfl_index": 0, "kfl_query": "dns"},
+		Content: repo.Content{KFLIndex: 0, KFLQuery: "dns"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kflcap/kflcap/bpf"
 	"gopkg.in/yaml.v3"
 )
 
@@ -46,11 +45,21 @@ type Node struct {
 // Capture configures the eBPF capture.
 type Capture struct {
 	Interfaces      []string `yaml:"interfaces"`
-	Backend         string   `yaml:"backend"` // auto, tcx, tc, socket
+	Backend         Backend  `yaml:"backend"`
 	Snaplen         int      `yaml:"snaplen"`
 	RingBufferBytes Size     `yaml:"ringBufferBytes"`
 	LookbackBytes   Size     `yaml:"lookbackBytes"`
 }
+
+// Capture limits. They are the BPF programs' (bpf.DefaultSnaplen,
+// bpf.MaxSnaplen, bpf.DefaultRingBytes), repeated here so that config
+// stays a leaf below the BPF layer; a test in package agent checks that
+// they agree.
+const (
+	DefaultSnaplen         = 65535
+	MaxSnaplen             = 262144
+	DefaultRingBufferBytes = 16 << 20
+)
 
 // KflPcapS3 is the input object of Kubeshark's wrapper.kflPcapS3, with the
 // same names and defaults, plus extensions.
@@ -143,7 +152,7 @@ func defaults() *Config {
 	host, _ := os.Hostname()
 	return &Config{
 		Node:    Node{Name: host, Cluster: "kflcap"},
-		Capture: Capture{Interfaces: []string{"any"}, Backend: string(bpf.BackendAuto), Snaplen: bpf.DefaultSnaplen, RingBufferBytes: 16 << 20, LookbackBytes: 256 << 20},
+		Capture: Capture{Interfaces: []string{"any"}, Backend: BackendAuto, Snaplen: DefaultSnaplen, RingBufferBytes: DefaultRingBufferBytes, LookbackBytes: 256 << 20},
 		KflPcapS3: KflPcapS3{
 			Active: true, MaxMinutes: 60, MaxL4Streams: 100000, Prefix: "kflcap",
 		},
@@ -279,12 +288,12 @@ func (c *Config) Validate() error {
 	if len(c.Capture.Interfaces) == 0 {
 		bad("capture.interfaces", "empty: name interfaces or use [any]")
 	}
-	var b bpf.Backend
-	if err := b.UnmarshalText([]byte(c.Capture.Backend)); err != nil {
+	// Decoding checked a backend read from YAML; this checks one set in code.
+	if err := new(Backend).UnmarshalText([]byte(c.Capture.Backend)); err != nil {
 		bad("capture.backend", "%v", err)
 	}
-	if c.Capture.Snaplen < 1 || c.Capture.Snaplen > bpf.MaxSnaplen {
-		bad("capture.snaplen", "%d out of range 1..%d", c.Capture.Snaplen, bpf.MaxSnaplen)
+	if c.Capture.Snaplen < 1 || c.Capture.Snaplen > MaxSnaplen {
+		bad("capture.snaplen", "%d out of range 1..%d", c.Capture.Snaplen, MaxSnaplen)
 	}
 	if r := c.Capture.RingBufferBytes; r < 4096 || r&(r-1) != 0 || r > 1<<30 {
 		bad("capture.ringBufferBytes", "%d must be a power of two from 4Ki to 1Gi", r)

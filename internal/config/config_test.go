@@ -58,7 +58,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"kflPcapS3:\n  kflArr: [dns]\n  maxMinutes: -5\n", "kflPcapS3.maxMinutes: -5: must be at least 1"},
 		{"kflPcapS3:\n  kflArr: [dns]\n  maxL4Streams: 0\n", "kflPcapS3.maxL4Streams: 0"},
 		{"kflPcapS3:\n  kflArr: []\n", "kflPcapS3.kflArr: no queries"},
-		{"kflPcapS3: {kflArr: [dns]}\ncapture:\n  backend: xdp\n", `capture.backend: unknown backend "xdp"`},
+		{"kflPcapS3: {kflArr: [dns]}\ncapture:\n  backend: xdp\n", `capture.backend (line 3): unknown backend "xdp" (want auto, tcx, tc or socket)`},
 		{"kflPcapS3: {kflArr: [dns]}\ncapture:\n  snaplen: 0\n", "capture.snaplen: 0 out of range"},
 		{"kflPcapS3: {kflArr: [dns]}\ncapture:\n  ringBufferBytes: 3Mi\n", "capture.ringBufferBytes"},
 		{"kflPcapS3: {kflArr: [dns]}\nspool:\n  maxBytes: lots\n", `spool.maxBytes (line 3): "lots" is not a size`},
@@ -71,6 +71,23 @@ func TestErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want it to contain %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+func TestBackend(t *testing.T) {
+	for _, b := range []Backend{BackendAuto, BackendTCX, BackendTC, BackendSocket} {
+		c, err := Parse([]byte("kflPcapS3: {kflArr: [dns]}\ncapture: {backend: "+string(b)+"}\n"), "t.yaml")
+		if err != nil || c.Capture.Backend != b {
+			t.Errorf("backend %s: %v, %v", b, c, err)
+		}
+	}
+	c, _ := Default()
+	if c.Capture.Backend != BackendAuto {
+		t.Errorf("default backend %q", c.Capture.Backend)
+	}
+	c.Capture.Backend = "xdp"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `capture.backend: unknown backend "xdp"`) {
+		t.Errorf("Validate of a backend set in code: %v", err)
 	}
 }
 

@@ -101,3 +101,34 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // GoString masks the secret in %#v.
 func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// Backend is capture.backend: how the capture programs are hooked to an
+// interface. The names are the BPF layer's (bpf.Backend), which config
+// does not import; the agent converts.
+type Backend string
+
+// The backends.
+const (
+	BackendAuto   Backend = "auto"   // TCX, else tc, else socket
+	BackendTCX    Backend = "tcx"    // TCX links (kernel ≥ 6.6)
+	BackendTC     Backend = "tc"     // clsact qdisc + cls_bpf filters
+	BackendSocket Backend = "socket" // socket filter on an AF_PACKET socket
+)
+
+// UnmarshalText accepts the backend names.
+func (b *Backend) UnmarshalText(text []byte) error {
+	switch v := Backend(text); v {
+	case BackendAuto, BackendTCX, BackendTC, BackendSocket:
+		*b = v
+		return nil
+	}
+	return fmt.Errorf("unknown backend %q (want auto, tcx, tc or socket)", text)
+}
+
+// UnmarshalYAML adds the line to errors, so that they name the key.
+func (b *Backend) UnmarshalYAML(n *yaml.Node) error {
+	if err := b.UnmarshalText([]byte(n.Value)); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}

@@ -1,5 +1,5 @@
-// Package repofiletest builds repository archives for tests: realistic
-// ones (TCP and UDP streams of real Ethernet/IPv4 packets, a merged pcap,
+// Package repotest builds repository archives for tests: realistic ones
+// (TCP and UDP streams of real Ethernet/IPv4 packets, a merged pcap,
 // content.json and name_resolution_history.json as the agent writes them)
 // and hostile ones (any tar header, any bytes).
 package repotest
@@ -19,6 +19,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/kflcap/kflcap/repo"
 )
 
 // Packet is one captured Ethernet frame.
@@ -51,7 +52,7 @@ type Repo struct {
 	Streams    []Stream
 	MergedName string
 	Merged     []Packet       // nil: the streams' packets in time order
-	Content    map[string]any // content.json
+	Content    map[string]any // content.json, a map so that tests can break it
 	Names      map[string]any // name_resolution_history.json
 }
 
@@ -83,24 +84,40 @@ func New(index int, query string) *Repo {
 		names = append(names, s.Name)
 		packets += len(s.Packets)
 	}
-	r.Content = map[string]any{
-		"kfl_index":      index,
-		"kfl_query":      query,
-		"l4_streams":     names,
-		"pcap_file_name": r.MergedName,
-		"time":           Start.Add(5 * time.Second).Format("Mon, 02 Jan 2006 15:04:05 GMT"),
-		"node":           map[string]any{"name": "node-1", "ip": "192.168.49.2", "cluster": "my-cluster"},
+	r.Content = ContentMap(repo.Content{
+		KFLIndex:     index,
+		KFLQuery:     query,
+		L4Streams:    names,
+		PcapFileName: r.MergedName,
+		Time:         Start.Add(5 * time.Second).Format(repo.TimeFormat),
+		Node:         &repo.Node{Name: "node-1", IP: "192.168.49.2", Cluster: "my-cluster"},
 		// The agent's counters over the repository's lifetime.
-		"capture": map[string]any{
-			"packets_seen":              packets * 10,
-			"packets_captured":          packets * 10,
+		Capture: map[string]uint64{
+			"packets_seen":              uint64(packets * 10),
+			"packets_captured":          uint64(packets * 10),
 			"packets_dropped_kernel":    0,
 			"packets_dropped_userspace": 0,
 		},
-		"kflcap_version": "v0.5.0-test",
-		"seal_reason":    "maxDuration",
-	}
+		KflcapVersion: "v0.5.0-test",
+		SealReason:    "maxDuration",
+	})
 	return r
+}
+
+// ContentMap is c as the generic JSON map that Repo.Content holds, with
+// numbers as json.Number so that they print as they were.
+func ContentMap(c repo.Content) map[string]any {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err) // a Content always encodes
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // Members renders the repository: stream pcaps, the merged pcap,
