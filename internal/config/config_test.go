@@ -101,6 +101,19 @@ func TestSize(t *testing.T) {
 			t.Errorf("marshal %d: %s", s, b)
 		}
 	}
+	// Kubernetes quantities: decimal suffixes, fractions, exponents.
+	for in, want := range map[string]Size{"500M": 500_000_000, "1.5Gi": 3 << 29, "1e3": 1000, "2k": 2000, "0.5": 1, " 8Ki ": 8192} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("%q: %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, in := range []string{"-1Mi", "16MB", "lots", "", "9999999Ei", "16 Mi"} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("%q: accepted as %d", in, s)
+		}
+	}
 }
 
 func TestS3Extensions(t *testing.T) {

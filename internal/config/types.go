@@ -2,32 +2,35 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// Size is a byte count written as an integer or with a binary suffix
-// (Ki, Mi, Gi, Ti), as Kubernetes quantities are: 16Mi, 10Gi.
+// Size is a byte count written as a Kubernetes quantity: a number of
+// bytes, or with a binary (Ki, Mi, Gi, Ti, Pi, Ei) or decimal (k, M, G, T,
+// P, E) suffix: 16Mi, 10Gi, 500M, 1.5Gi.
 type Size int64
 
-// UnmarshalText parses 16Mi, 512Ki, 1Gi or a plain number of bytes.
+// UnmarshalText parses a quantity (resource.ParseQuantity). A fraction of
+// a byte rounds up; a negative size, or one of 2^63-1 bytes or more, is an
+// error (ParseQuantity clamps larger values to 2^63-1 rather than failing).
 func (s *Size) UnmarshalText(b []byte) error {
-	v := strings.TrimSpace(string(b))
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40} {
-		if strings.HasSuffix(v, suffix) {
-			mult, v = m, strings.TrimSuffix(v, suffix)
-			break
-		}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	q, err := resource.ParseQuantity(strings.TrimSpace(string(b)))
 	if err != nil {
-		return fmt.Errorf("%q is not a size (like 16Mi, 10Gi or a number of bytes)", b)
+		return fmt.Errorf("%q is not a size (like 16Mi, 10Gi, 500M or a number of bytes)", b)
 	}
-	*s = Size(n * mult)
+	if q.Sign() < 0 {
+		return fmt.Errorf("size %q is negative", b)
+	}
+	if q.CmpInt64(math.MaxInt64) >= 0 {
+		return fmt.Errorf("size %q is too large", b)
+	}
+	*s = Size(q.Value())
 	return nil
 }
 
