@@ -316,6 +316,10 @@ local: {dir: %s/repos}
 
 	incoming := get(t, p.B, "http://"+p.IPA+":8081/")
 	before := get(t, p.A, "http://"+other+":8080/")
+	// Both entries are made (their names looked up) before the DNS answer
+	// comes: in one ring batch, the answer could reach its dissector
+	// worker before the earlier connection's response reaches another.
+	needMetric(t, 10*time.Second, p.A, metricsAddr, 2, "kflcap_entries_total", `protocol="http"`)
 	if out := netnstest.Exec(t, p.A, "dig", "+short", "+tries=1", "+time=2", "@"+p.IPB, "web.example.test"); strings.TrimSpace(out) != other {
 		t.Fatalf("dig web.example.test: %q", out)
 	}
