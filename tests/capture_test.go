@@ -175,6 +175,7 @@ func syscallAlive(pid int) bool {
 }
 
 func TestCaptureBackends(t *testing.T) {
+	netnstest.RequirePrivileged(t) // here, so the test is reported skipped, not passed with every backend skipped
 	for _, backend := range []string{"tcx", "tc", "socket"} {
 		t.Run(backend, func(t *testing.T) { testCaptureBackend(t, backend) })
 	}
