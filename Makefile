@@ -36,7 +36,7 @@ manifests: ## render deploy/manifests/kflcap.yaml from the Helm chart's defaults
 	@out=deploy/manifests/kflcap.yaml; helm=$$(sh scripts/helm.sh) && \
 	$$helm template kflcap deploy/chart/kflcap --namespace kflcap --set namespace.create=true >$$out.tmp && mv $$out.tmp $$out || { rm -f $$out.tmp; exit 1; }
 
-test-short: ## unit tests only (no root needed)
+test-short: ## unit tests only, as any user: privileged, network-namespace and real-server tests skip
 	$(GO) test -count=1 -short ./...
 
 bench: deps build ## run the benchmarks against tcpdump/tshark and print ratios (root)

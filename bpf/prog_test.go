@@ -22,7 +22,7 @@ import (
 
 func loadForTest(t *testing.T, snaplen uint32) *Objects {
 	t.Helper()
-	netnstest.RequireRoot(t)
+	netnstest.RequirePrivileged(t)
 	o, err := Load(Options{Snaplen: snaplen, RingBytes: 1 << 20, WakeupBytes: 1})
 	if err != nil {
 		t.Fatalf("load: %v", err)
@@ -218,7 +218,7 @@ func TestSocketFilter(t *testing.T) {
 }
 
 func TestRingFullIsCounted(t *testing.T) {
-	netnstest.RequireRoot(t)
+	netnstest.RequirePrivileged(t)
 	o, err := Load(Options{Snaplen: 65535, RingBytes: 4096, WakeupBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)

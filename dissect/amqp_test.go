@@ -47,14 +47,7 @@ func amqpTraffic(t *testing.T, p *netnstest.Pair) {
 		RABBITMQ_ENABLED_PLUGINS_FILE="$0/plugins" RABBITMQ_PID_FILE="$0/pid" "$1"`, dir, server)
 	// RabbitMQ boots in 5 s on a quiet machine, 25 s on a busy one: more
 	// than WaitListening waits.
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if out, _ := netnstest.Output(p.B, "ss", "-ltn"); strings.Contains(out, ":5672 ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("rabbitmq-server did not listen on 5672 within 90 s")
-		}
-	}
+	netnstest.WaitListeningFor(t, 90*time.Second, p.B, "tcp", 5672)
 	conn, err := amqp.DialConfig("amqp://guest:guest@"+p.IPB+":5672/", amqp.Config{
 		Dial: func(network, addr string) (c net.Conn, err error) {
 			inNetns(t, p.A, func() error {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,26 +21,18 @@ import (
 // as testdata/<name>.pcap, the seed of the offline tests and fuzzers.
 func capture(t *testing.T, p *netnstest.Pair, name string, traffic func()) string {
 	t.Helper()
-	netnstest.RequireTool(t, "tcpdump")
 	out := filepath.Join(t.TempDir(), name+".pcap")
 	// -B: on a veth, with offloads on, libpcap sizes ring slots for the
 	// whole snapshot (256 KiB), so its default 2 MiB buffer holds few
 	// packets, and a burst while tcpdump waits for a CPU (go test runs
 	// packages in parallel) loses some: tcpdump stopped during 50 pings
 	// dropped 70 of their 100 packets, and none with 64 MiB.
-	td := netnstest.Start(t, p.B, "tcpdump", "-U", "--immediate-mode", "-B", "65536", "-n", "-s", "0", "-i", p.IfB, "-w", out)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(td.Output(), "listening on") {
-		if time.Now().After(deadline) {
-			t.Fatalf("tcpdump did not start: %s", td.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	td := netnstest.StartTcpdump(t, p.B, p.IfB, out, "-B", "65536", "-s", "0")
 	traffic()
-	time.Sleep(300 * time.Millisecond) // let the last packets reach the file
-	td.Cmd.Process.Signal(syscall.SIGINT)
-	time.Sleep(200 * time.Millisecond)
-	td.Stop()
+	// The connections' last packets follow the clients' exit; then
+	// tcpdump has them all once it has caught up.
+	netnstest.WaitTCPSettled(t, p.A, p.B)
+	td.Stop(t)
 	if os.Getenv("KFLCAP_UPDATE_TESTDATA") == "1" {
 		b, err := os.ReadFile(out)
 		if err != nil {
@@ -78,6 +69,7 @@ func tshark(t testing.TB, path, filter string, fields ...string) [][]string {
 // values that may hold commas.
 func tsharkAgg(t testing.TB, path, filter, agg string, fields ...string) [][]string {
 	t.Helper()
+	netnstest.SkipShort(t, "tshark oracle")
 	netnstest.RequireTool(t, "tshark")
 	args := []string{"-n", "-r", path, "-Y", filter, "-T", "fields", "-E", "separator=|", "-E", "aggregator=" + agg, "-E", "occurrence=a",
 		// Decode HTTP on the test ports, as kflcap does by content.

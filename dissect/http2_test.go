@@ -205,6 +205,7 @@ type pdmlPacket struct {
 // tsharkH2Tuples reads tshark's HTTP/2 frames (PDML: frames nest their
 // headers) and pairs each stream's request and response headers.
 func tsharkH2Tuples(t *testing.T, path string) []string {
+	netnstest.SkipShort(t, "tshark oracle")
 	netnstest.RequireTool(t, "tshark")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

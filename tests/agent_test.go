@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -25,7 +27,7 @@ type agentEnv struct {
 	dir     string // spool and local dirs live here
 	local   string
 	agent   *proc
-	tcpdump *proc
+	tcpdump *netnstest.Tcpdump
 	oracle  string // tcpdump's capture of the same interface
 	cfgPath string
 }
@@ -62,23 +64,110 @@ local: {dir: %s/repos}
 func startAgent(t *testing.T, p *netnstest.Pair, dir, cfgPath string) *agentEnv {
 	t.Helper()
 	env := &agentEnv{p: p, dir: dir, local: filepath.Join(dir, "repos"), cfgPath: cfgPath, oracle: filepath.Join(dir, "oracle.pcap")}
-	env.tcpdump = start(t, "ip", "netns", "exec", p.A, "tcpdump", "-i", p.IfA, "-s", "65535", "-B", "16384", "--immediate-mode", "-U", "-w", env.oracle)
-	env.tcpdump.waitStderr(t, "listening on", 20*time.Second)
+	env.tcpdump = netnstest.StartTcpdump(t, p.A, p.IfA, env.oracle, "-s", "65535", "-B", "16384")
 	env.agent = start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfgPath)
-	env.agent.waitStderr(t, "msg=capturing", 20*time.Second)
+	waitAgentUp(t, env.agent, p.A, metricsAddr)
 	return env
 }
 
 // stop ends the agent with SIGTERM (it must exit 0 within the grace
-// period) and the oracle.
+// period), once the traffic's connections have finished closing (their
+// last packets are then in the agent's ring), and then the oracle, once
+// it has written all it saw.
 func (env *agentEnv) stop(t *testing.T) {
 	t.Helper()
+	netnstest.WaitTCPSettled(t, env.p.A, env.p.B)
 	env.agent.cmd.Process.Signal(syscall.SIGTERM)
 	if code := env.agent.wait(t, 25*time.Second); code != 0 {
 		t.Fatalf("agent exited %d:\n%s", code, env.agent.Stderr())
 	}
-	time.Sleep(200 * time.Millisecond)
-	env.tcpdump.interrupt(t)
+	env.tcpdump.Stop(t)
+}
+
+// agentStatus is the part of the agent's /status the tests read.
+type agentStatus struct {
+	Interfaces []struct {
+		Name    string `json:"name"`
+		Backend string `json:"backend"`
+	} `json:"interfaces"`
+	Jobs []struct {
+		Query string `json:"kfl_query"`
+	} `json:"jobs"`
+}
+
+// status reads the agent's /status from inside ns (addr: its
+// metrics.listen).
+func status(ns, addr string) (agentStatus, error) {
+	var st agentStatus
+	code, body, err := netnstest.HTTPGet(ns, "http://"+addr+"/status")
+	if err != nil {
+		return st, err
+	}
+	if code != 200 {
+		return st, fmt.Errorf("/status: %d %s", code, body)
+	}
+	return st, json.Unmarshal([]byte(body), &st)
+}
+
+func (st agentStatus) attached(name string) bool {
+	for _, ifc := range st.Interfaces {
+		if ifc.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (st agentStatus) queries() []string {
+	var q []string
+	for _, j := range st.Jobs {
+		q = append(q, j.Query)
+	}
+	return q
+}
+
+// waitAgentUp waits until the agent a, started in ns, captures: its
+// /status lists an attached interface. (Its /readyz says more, that every
+// sink takes archives, which some tests keep false on purpose.) It fails at
+// once when the agent exits.
+func waitAgentUp(t *testing.T, a *proc, ns, addr string) {
+	t.Helper()
+	waitStatus(t, a, ns, addr, 30*time.Second, func(st agentStatus) error {
+		if len(st.Interfaces) == 0 {
+			return errors.New("no interface attached yet")
+		}
+		return nil
+	})
+}
+
+// waitStatus waits until the agent's /status satisfies cond; it fails at
+// once when the agent exits.
+func waitStatus(t *testing.T, a *proc, ns, addr string, timeout time.Duration, cond func(agentStatus) error) {
+	t.Helper()
+	netnstest.WaitFor(t, timeout, func() error {
+		if a.exited() {
+			t.Fatalf("the agent exited (%v):\n%s", a.err, a.Stderr())
+		}
+		st, err := status(ns, addr)
+		if err != nil {
+			return fmt.Errorf("agent in %s: %v", ns, err)
+		}
+		return cond(st)
+	})
+}
+
+// waitFiles waits until the glob pattern matches at least n files and
+// returns them.
+func waitFiles(t *testing.T, timeout time.Duration, pattern string, n int) []string {
+	t.Helper()
+	var m []string
+	netnstest.WaitFor(t, timeout, func() error {
+		if m, _ = filepath.Glob(pattern); len(m) < n {
+			return fmt.Errorf("%d files match %s, want %d", len(m), pattern, n)
+		}
+		return nil
+	})
+	return m
 }
 
 // repo is one extracted repository.
@@ -233,16 +322,7 @@ func TestAgentJobs(t *testing.T) {
 	netnstest.Exec(t, p.A, "dig", "+tcp", "+tries=1", "+time=2", "@"+p.IPB, "shop.example.test")
 
 	// The repositories seal on time (3 s) while the agent runs.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if len(readRepos(t, env.local)) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no repositories sealed on time; agent:\n%s", env.agent.Stderr())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitFiles(t, 15*time.Second, filepath.Join(env.local, "*.tar.gz"), 2)
 	env.stop(t)
 	repos := readRepos(t, env.local)
 
@@ -364,7 +444,8 @@ func TestAgentMaxL4Streams(t *testing.T) {
 	env := startAgent(t, p, dir, cfg)
 	for i := range 7 {
 		netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("q%d.shop.example.test", i))
-		time.Sleep(50 * time.Millisecond) // one selection at a time, in order
+		// One selection at a time, in order.
+		needMetric(t, 10*time.Second, p.A, metricsAddr, float64(i+1), "kflcap_kfl_matches_total", `job="1"`)
 	}
 	env.stop(t)
 	var sizes []int
@@ -438,7 +519,7 @@ func TestAgentCrashRecovery(t *testing.T) {
 	outbox := filepath.Join(dir, "spool", "outbox")
 
 	first := start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfg)
-	first.waitStderr(t, "msg=capturing", 20*time.Second)
+	waitAgentUp(t, first, p.A, metricsAddr)
 	// The local sink fails while the first agent runs (a file stands where
 	// its directory should be), so sealed archives pile up in the outbox.
 	local := filepath.Join(dir, "repos")
@@ -448,12 +529,13 @@ func TestAgentCrashRecovery(t *testing.T) {
 	os.WriteFile(local, nil, 0o644)
 	load := netnstest.Start(t, p.A, "python3", "testdata/dnsload.py", p.IPB, "8")
 	// Kill once archives wait in the outbox, in the middle of the load and
-	// of further seals.
-	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if ready, _ := filepath.Glob(filepath.Join(outbox, "*.tar.gz")); len(ready) >= 2 {
-			break
+	// of further seals (or after 6 s, whatever waits then).
+	netnstest.Poll(6*time.Second, func() error {
+		if ready, _ := filepath.Glob(filepath.Join(outbox, "*.tar.gz")); len(ready) < 2 {
+			return errors.New("fewer than 2 archives in the outbox")
 		}
-	}
+		return nil
+	})
 	first.cmd.Process.Kill()
 	first.wait(t, 10*time.Second)
 	// What was sealed but not yet delivered at the crash.
@@ -467,8 +549,16 @@ func TestAgentCrashRecovery(t *testing.T) {
 	os.Rename(local+".away", local)
 
 	second := start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfg)
-	second.waitStderr(t, "msg=capturing", 20*time.Second)
-	time.Sleep(1500 * time.Millisecond)
+	waitAgentUp(t, second, p.A, metricsAddr)
+	// The restarted agent delivers what waited.
+	netnstest.WaitFor(t, 30*time.Second, func() error {
+		for _, pth := range pending {
+			if _, err := os.Stat(filepath.Join(local, filepath.Base(pth))); err != nil {
+				return fmt.Errorf("%s not delivered after the restart", filepath.Base(pth))
+			}
+		}
+		return nil
+	})
 	second.cmd.Process.Signal(syscall.SIGTERM)
 	if code := second.wait(t, 25*time.Second); code != 0 {
 		t.Fatalf("restarted agent exited %d:\n%s", code, second.Stderr())
@@ -524,11 +614,11 @@ func TestAgentSpoolFull(t *testing.T) {
 	env := startAgent(t, p, dir, cfg)
 	for i := range 6 {
 		netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, fmt.Sprintf("s%d.shop.example.test", i))
-		time.Sleep(100 * time.Millisecond)
+		// One flow at a time: its entry (and the spool's verdict) before
+		// the next.
+		needMetric(t, 10*time.Second, p.A, metricsAddr, float64(i+1), "kflcap_entries_total", `protocol="dns"`)
 	}
-	// The last flow's entry follows within the ring reader's deadline.
-	waitMetric(t, p.A, 6, "kflcap_entries_total", `protocol="dns"`)
-	metrics := netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
+	metrics := scrape(t, p.A, metricsAddr)
 	refused := metricValue(t, metrics, "kflcap_userspace_drops_total", `stage="spool_full"`)
 	kept := metricValue(t, metrics, "kflcap_kfl_matches_total", `job="1"`)
 	env.stop(t)
@@ -565,19 +655,25 @@ func TestAgentReload(t *testing.T) {
 	}
 	cfg := write("udp and dst.port == 9999")
 	env := startAgent(t, p, dir, cfg)
-	metrics := func() string { return netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics") }
 	dig := func(name string) { netnstest.Exec(t, p.A, "dig", "+tries=1", "+time=2", "@"+p.IPB, name) }
+	jobs := func(want ...string) func(agentStatus) error {
+		return func(st agentStatus) error {
+			if got := st.queries(); !slices.Equal(got, want) {
+				return fmt.Errorf("jobs %q, want %q", got, want)
+			}
+			return nil
+		}
+	}
 
 	dig("before.shop.example.test")
-	m := metrics()
+	m := scrape(t, p.A, metricsAddr)
 	if v := metricValue(t, m, "kflcap_packets_prefiltered_total", `interface="`+p.IfA+`"`, `direction="egress"`); v < 1 {
 		t.Errorf("the DNS query was not prefiltered out in the kernel (%v)", v)
 	}
-	attachedBefore := strings.Count(env.agent.Stderr(), "tcx")
 
 	write("dns")
 	env.agent.cmd.Process.Signal(syscall.SIGHUP)
-	env.agent.waitStderr(t, "msg=reloaded", 10*time.Second)
+	waitStatus(t, env.agent, p.A, metricsAddr, 10*time.Second, jobs("dns"))
 	for i := range 3 {
 		dig(fmt.Sprintf("after%d.shop.example.test", i))
 	}
@@ -592,18 +688,15 @@ func TestAgentReload(t *testing.T) {
 	next := strings.Replace(string(b), `kflArr: ["dns"]`, `kflArr: ["dns", "udp and dst.port == 9999"]`, 1)
 	os.WriteFile(cfg+".new", []byte(next), 0o644)
 	os.Rename(cfg+".new", cfg)
-	env.agent.waitStderr(t, "msg=\"configuration file changed: reloading\"", 10*time.Second)
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(env.agent.Stderr(), "msg=reloaded") < 2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no second reload:\n%s", env.agent.Stderr())
-		}
-	}
-	if !strings.Contains(env.agent.Stderr(), "msg=reloaded jobs=2 kept=1") {
-		t.Errorf("the file reload did not add the job and keep the first:\n%s", env.agent.Stderr())
-	}
+	waitStatus(t, env.agent, p.A, metricsAddr, 10*time.Second, jobs("dns", "udp and dst.port == 9999"))
 	env.stop(t)
-	if strings.Count(env.agent.Stderr(), "tcx") != attachedBefore {
-		t.Errorf("the reload reattached:\n%s", env.agent.Stderr())
+	// The log, complete now that the agent has exited, tells how.
+	log := env.agent.Stderr()
+	if !strings.Contains(log, "msg=\"configuration file changed: reloading\"") || !strings.Contains(log, "msg=reloaded jobs=2 kept=1") {
+		t.Errorf("the file reload did not add the job and keep the first:\n%s", log)
+	}
+	if before, _, _ := strings.Cut(log, "msg=reloaded"); strings.Count(log, "tcx") != strings.Count(before, "tcx") {
+		t.Errorf("the reload reattached:\n%s", log)
 	}
 	repos := readRepos(t, env.local)
 	if len(repos) != 1 || repos[0].content["kfl_query"] != "dns" || len(repos[0].streams()) != 3 {

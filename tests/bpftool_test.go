@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kflcap/kflcap/internal/netnstest"
 )
@@ -24,7 +23,7 @@ func TestBpftoolSeesAgent(t *testing.T) {
 	b, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(b), "capture: {interfaces: [any]}", "capture: {interfaces: [any], backend: tc}", 1)), 0o644)
 	agent := start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfg)
-	agent.waitStderr(t, "msg=capturing", 20*time.Second)
+	waitAgentUp(t, agent, p.A, metricsAddr)
 	pid := agent.cmd.Process.Pid
 	// The agent mounted its bpffs in the mount namespace `ip netns exec`
 	// gave it (a DaemonSet mounts the host's): look from inside.

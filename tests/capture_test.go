@@ -175,6 +175,7 @@ func syscallAlive(pid int) bool {
 }
 
 func TestCaptureBackends(t *testing.T) {
+	netnstest.RequirePrivileged(t) // here, so the test is reported skipped, not passed with every backend skipped
 	for _, backend := range []string{"tcx", "tc", "socket"} {
 		t.Run(backend, func(t *testing.T) { testCaptureBackend(t, backend) })
 	}
@@ -192,24 +193,24 @@ func testCaptureBackend(t *testing.T, backend string) {
 	if !strings.Contains(cap.Stderr(), p.IfA+"/"+backend) {
 		t.Fatalf("capture did not report backend %s: %s", backend, cap.Stderr())
 	}
-	td := start(t, "ip", "netns", "exec", p.A, "tcpdump", "-i", p.IfA, "-s", "65535", "-B", "65536", "--immediate-mode", "-U", "-w", theirs)
-	td.waitStderr(t, "listening on", 20*time.Second)
+	td := netnstest.StartTcpdump(t, p.A, p.IfA, theirs, "-s", "65535", "-B", "65536")
 
 	began := time.Now()
 	driveTraffic(t, p)
 	ended := time.Now()
-	time.Sleep(500 * time.Millisecond) // let the last replies arrive
+	// The connections' last packets (FIN, ACK) follow the clients' exit.
+	netnstest.WaitTCPSettled(t, p.A, p.B)
 
 	if code := cap.interrupt(t); code != 0 {
 		t.Fatalf("kflcap capture exited %d:\n%s", code, cap.Stderr())
 	}
-	td.interrupt(t)
+	td.Stop(t)
 	t.Logf("kflcap: %s", strings.TrimSpace(cap.Stderr()))
-	t.Logf("tcpdump: %s", strings.TrimSpace(td.Stderr()))
+	t.Logf("tcpdump: %s", strings.TrimSpace(td.Output()))
 	// When tcpdump itself lost packets (dropped, or received but not
 	// written when interrupted), it is only a lower bound.
-	tcpdumpLost := tcpdumpStat(td.Stderr(), "captured") != tcpdumpStat(td.Stderr(), "received by filter") ||
-		tcpdumpStat(td.Stderr(), "dropped by kernel") != 0
+	tcpdumpLost := tcpdumpStat(td.Output(), "captured") != tcpdumpStat(td.Output(), "received by filter") ||
+		tcpdumpStat(td.Output(), "dropped by kernel") != 0
 	if !strings.Contains(cap.Stderr(), "0 packets dropped by kernel") || !strings.Contains(cap.Stderr(), "0 packets dropped in user space") {
 		t.Errorf("drops reported:\n%s", cap.Stderr())
 	}
@@ -407,7 +408,9 @@ func TestCaptureKFLSelectsStreams(t *testing.T) {
 		netnstest.Output(p.A, "curl", "-sS", "-o", "/dev/null", "http://"+p.IPB+":8080/"+path)
 	}
 	netnstest.Exec(t, p.A, "ping", "-c", "2", "-i", "0.05", p.IPB)
-	time.Sleep(300 * time.Millisecond)
+	// The connections' last packets follow curl's exit; what is in the
+	// ring when the capture stops is still written.
+	netnstest.WaitTCPSettled(t, p.A, p.B)
 	if code := cap.interrupt(t); code != 0 {
 		t.Fatalf("exit %d: %s", code, cap.Stderr())
 	}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -20,9 +21,14 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeAgentConfig(t, dir, "  maxDuration: 60s")
 	agent := start(t, "ip", "netns", "exec", p.A, kflcapBin, "agent", "--config", cfg)
-	agent.waitStderr(t, "msg=\"serving metrics\"", 20*time.Second)
-	scrape := func() string {
-		return netnstest.Exec(t, p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/metrics")
+	waitAgentUp(t, agent, p.A, metricsAddr)
+	attached := func(name string, want bool) func(agentStatus) error {
+		return func(st agentStatus) error {
+			if st.attached(name) != want {
+				return fmt.Errorf("%s attached: %v, want %v", name, !want, want)
+			}
+			return nil
+		}
 	}
 
 	// New interfaces with traffic.
@@ -34,28 +40,24 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 		netnstest.Exec(t, p.B, "ip", "addr", "add", fmt.Sprintf("10.97.%d.2/30", i), "dev", b)
 		netnstest.Exec(t, p.A, "ip", "link", "set", a, "up")
 		netnstest.Exec(t, p.B, "ip", "link", "set", b, "up")
-		agent.waitStderr(t, "interface="+a, 5*time.Second)
+		waitStatus(t, agent, p.A, metricsAddr, 5*time.Second, attached(a, true))
 		if took := time.Since(created); took > time.Second {
 			t.Errorf("%s attached %v after creation, want within 1 s", a, took)
 		}
 		netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", "-W", "2", fmt.Sprintf("10.97.%d.2", i))
-		time.Sleep(100 * time.Millisecond)
-		if v := metricValue(t, scrape(), "kflcap_packets_seen_total", `interface="`+a+`"`, `direction="egress"`); v < 3 {
+		if v := waitMetric(t, p.A, 3, "kflcap_packets_seen_total", `interface="`+a+`"`, `direction="egress"`); v < 3 {
 			t.Errorf("%s: %v egress packets counted, want at least the 3 pings", a, v)
 		}
-		if n := strings.Count(agent.Stderr(), "msg=\"attached new interface\" interface="+a+" "); n != 1 {
-			t.Errorf("%s: attached %d times, want once", a, n)
-		}
 		netnstest.Exec(t, p.A, "ip", "link", "del", a)
-		agent.waitStderr(t, "msg=\"released removed interface\" interface="+a, 5*time.Second)
+		waitStatus(t, agent, p.A, metricsAddr, 5*time.Second, attached(a, false))
 	}
 
 	// A renamed link (CNIs rename veths) keeps its one attachment, and its
 	// counters follow the new name.
 	netnstest.Exec(t, p.A, "ip", "link", "add", "kfr0a", "type", "veth", "peer", "name", "kfr0b", "netns", p.B)
 	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr0a", "up")
-	agent.waitStderr(t, "interface=kfr0a", 5*time.Second)
-	attached := metricValue(t, scrape(), "kflcap_attached_interfaces")
+	waitStatus(t, agent, p.A, metricsAddr, 5*time.Second, attached("kfr0a", true))
+	before := metricValue(t, scrape(t, p.A, metricsAddr), "kflcap_attached_interfaces")
 	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr0a", "down")
 	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr0a", "name", "kfr1a")
 	netnstest.Exec(t, p.A, "ip", "addr", "add", "10.97.99.1/30", "dev", "kfr1a")
@@ -63,21 +65,16 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 	netnstest.Exec(t, p.A, "ip", "link", "set", "kfr1a", "up")
 	netnstest.Exec(t, p.B, "ip", "link", "set", "kfr0b", "up")
 	netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", "-W", "2", "10.97.99.2")
-	time.Sleep(100 * time.Millisecond)
-	m := scrape()
-	if v := metricValue(t, m, "kflcap_packets_seen_total", `interface="kfr1a"`, `direction="egress"`); v < 3 {
+	if v := waitMetric(t, p.A, 3, "kflcap_packets_seen_total", `interface="kfr1a"`, `direction="egress"`); v < 3 {
 		t.Errorf("renamed link: %v egress packets counted under its new name, want at least the 3 pings", v)
 	}
-	if v := metricValue(t, m, "kflcap_attached_interfaces"); v != attached {
-		t.Errorf("after the rename %v interfaces attached, %v before", v, attached)
-	}
-	if n := strings.Count(agent.Stderr(), "msg=\"attached new interface\""); n != 6 {
-		t.Errorf("%d attachments logged, want 6 (5 veths and the renamed one once)", n)
+	if v := metricValue(t, scrape(t, p.A, metricsAddr), "kflcap_attached_interfaces"); v != before {
+		t.Errorf("after the rename %v interfaces attached, %v before", v, before)
 	}
 	netnstest.Exec(t, p.A, "ip", "link", "del", "kfr1a")
 
 	// Churn without traffic: nothing may accumulate.
-	base := scrape()
+	base := scrape(t, p.A, metricsAddr)
 	attached0 := metricValue(t, base, "kflcap_attached_interfaces")
 	fds0 := metricValue(t, base, "process_open_fds")
 	gr0 := metricValue(t, base, "go_goroutines")
@@ -92,12 +89,12 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 		t.Fatalf("ip -batch: %v\n%s", err, out)
 	}
 	var after string
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		after = scrape()
-		if metricValue(t, after, "kflcap_attached_interfaces") == attached0 || time.Now().After(deadline) {
-			break
+	netnstest.Poll(10*time.Second, func() error {
+		if after = scrape(t, p.A, metricsAddr); metricValue(t, after, "kflcap_attached_interfaces") != attached0 {
+			return errors.New("attachments not back to where they were")
 		}
-	}
+		return nil
+	})
 	if v := metricValue(t, after, "kflcap_attached_interfaces"); v != attached0 {
 		t.Errorf("after %d create/delete cycles %v interfaces attached, %v before", cycles, v, attached0)
 	}
@@ -110,4 +107,24 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 	t.Logf("after %d cycles: attached %v (was %v), fds %v (was %v), goroutines %v (was %v)", cycles,
 		metricValue(t, after, "kflcap_attached_interfaces"), attached0, metricValue(t, after, "process_open_fds"), fds0,
 		metricValue(t, after, "go_goroutines"), gr0)
+
+	// Each link was attached once, as its log (complete once the agent has
+	// exited) says: the renamed one under its first name only.
+	if code := agent.interrupt(t); code != 0 {
+		t.Errorf("agent exited %d", code)
+	}
+	for _, name := range []string{"kfw0a", "kfw1a", "kfw2a", "kfw3a", "kfw4a", "kfr0a", "kfr1a"} {
+		want := 1
+		if name == "kfr1a" {
+			want = 0
+		}
+		if n := strings.Count(agent.Stderr(), "msg=\"attached new interface\" interface="+name+" "); n != want {
+			t.Errorf("%s: attached %d times, want %d", name, n, want)
+		}
+	}
+	for i := range 5 {
+		if a := fmt.Sprintf("kfw%da", i); !strings.Contains(agent.Stderr(), "msg=\"released removed interface\" interface="+a) {
+			t.Errorf("%s: no release logged", a)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,12 +21,13 @@ func TestMixedLinkTypes(t *testing.T) {
 	echo := netnstest.Start(t, p.A, "python3", "testdata/tunecho.py", "kfltun")
 	netnstest.Exec(t, p.A, "ip", "addr", "add", "10.98.0.1/30", "dev", "kfltun")
 	netnstest.Exec(t, p.A, "ip", "link", "set", "kfltun", "up")
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(echo.Output(), "ready"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("tun echo did not start: %s", echo.Output())
+	// The echo answers (before the captures: these pings are not counted).
+	netnstest.WaitFor(t, 10*time.Second, func() error {
+		if out, err := netnstest.Output(p.A, "ping", "-c", "1", "-W", "1", "10.98.0.2"); err != nil {
+			return fmt.Errorf("no echo through kfltun: %v\n%s\n%s", err, out, echo.Output())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	dir := t.TempDir()
 	for _, format := range []string{"pcap", "pcapng"} {
 		out := filepath.Join(dir, "mixed."+format)
@@ -33,7 +35,8 @@ func TestMixedLinkTypes(t *testing.T) {
 		cap.waitStderr(t, "capturing on", 20*time.Second)
 		netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", "10.98.0.2")
 		netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", p.IPB)
-		time.Sleep(200 * time.Millisecond)
+		// ping has its replies: every packet is in the ring, which the
+		// capture drains when interrupted.
 		if code := cap.interrupt(t); code != 0 {
 			t.Fatalf("%s: exit %d: %s", format, code, cap.Stderr())
 		}

@@ -5,6 +5,7 @@ package tests
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,12 +15,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kflcap/kflcap/internal/netnstest"
 )
 
 // kflcapBin is the binary under test, built once by TestMain.
 var kflcapBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here is privileged and starts with netnstest.NewPair
+		// (or newUploadEnv), which skips under -short: no binary to build.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "kflcap-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -91,21 +100,31 @@ func (p *proc) Stdout() string {
 	return p.stdout.String()
 }
 
-// waitStderr waits until the process's stderr contains s.
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitStderr waits until the process's stderr contains s. Only for what
+// has no other signal: `kflcap capture` says it is capturing on stderr,
+// and serves no endpoint; the agent's /readyz and /status are the way to
+// wait for it.
 func (p *proc) waitStderr(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	netnstest.WaitFor(t, timeout, func() error {
 		if strings.Contains(p.Stderr(), s) {
-			return
+			return nil
 		}
-		select {
-		case <-p.done:
+		if p.exited() {
 			t.Fatalf("%s exited (%v) before printing %q; stderr:\n%s", p.cmd.Path, p.err, s, p.Stderr())
-		case <-time.After(20 * time.Millisecond):
 		}
-	}
-	t.Fatalf("%s did not print %q within %v; stderr:\n%s", p.cmd.Path, s, timeout, p.Stderr())
+		return fmt.Errorf("%s did not print %q; stderr:\n%s", p.cmd.Path, s, p.Stderr())
+	})
 }
 
 // interrupt sends SIGINT and waits for exit; it returns the exit code.

@@ -64,16 +64,6 @@ func historyNames(repos []repo, index int, key string) map[string]int64 {
 
 func sorted(s ...string) []string { slices.Sort(s); return s }
 
-// waitCount waits until the process's stderr holds s at least n times.
-func waitCount(t *testing.T, p *proc, s string, n int, timeout time.Duration) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); strings.Count(p.Stderr(), s) < n; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q printed %d times within %v, want %d:\n%s", s, strings.Count(p.Stderr(), s), timeout, n, p.Stderr())
-		}
-	}
-}
-
 // TestAgentKubernetesNames runs the agent, in its namespace, against a
 // real kube-apiserver (reached through a relay, as a pod on the host
 // network reaches it), with only the documented RBAC rights. Pods,
@@ -162,8 +152,7 @@ local: {dir: %s/repos}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	env := startAgent(t, p, dir, cfgPath)
-	env.agent.waitStderr(t, "resolving names from the Kubernetes API", 10*time.Second)
-	if strings.Contains(env.agent.Stderr(), "not synced yet") {
+	if v := waitMetric(t, p.A, 1, "kflcap_kube_synced"); v != 1 {
 		t.Fatalf("the agent did not sync with the API server; relay errors %v; agent:\n%s", fwd.Errors(), env.agent.Stderr())
 	}
 	url := "http://" + p.IPB + ":8080/"
@@ -172,10 +161,13 @@ local: {dir: %s/repos}
 	// made; wait for those entries before the cluster changes.
 	phase1 := []string{get(t, p.A, url), get(t, p.A, url), get(t, p.A, url)}
 	t1 := time.Now()
-	waitCount(t, env.agent, `msg="stream selected" job=0 `, 3, 10*time.Second)
+	needMetric(t, 10*time.Second, p.A, metricsAddr, 3, "kflcap_kfl_matches_total", `job="0"`)
+	events := metricValue(t, scrape(t, p.A, metricsAddr), "kflcap_kube_events_total")
 
 	// web-1 is deleted mid-run and web-2 takes its address (a new
-	// version of the deployment); the service's slice follows.
+	// version of the deployment); the service's slice follows. This sleep
+	// is the test's subject, not a wait: the name history is kept per
+	// second, and the change must fall in a later second than phase 1.
 	time.Sleep(time.Until(t1.Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
 	t2 := time.Now()
 	if err := cs.CoreV1().Pods("shop").Delete(ctx, "web-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
@@ -185,9 +177,10 @@ local: {dir: %s/repos}
 	if _, err := cs.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice("web-2"), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The watch delivers within moments; give it a second before the
-	// traffic that must be named web-2.
-	time.Sleep(time.Second)
+	// The traffic that must be named web-2 waits for the agent's watches
+	// to deliver the four changes: web-1 deleted, web-2 created and given
+	// its address, the slice updated.
+	needMetric(t, 10*time.Second, p.A, metricsAddr, events+4, "kflcap_kube_events_total")
 
 	// Phase 2: the server is web-2.
 	phase2 := []string{get(t, p.A, url), get(t, p.A, url)}
@@ -272,7 +265,8 @@ local: {dir: %s/repos}
 	if down == 0 {
 		t.Error("nothing came from the API server through the relay")
 	}
-	if !strings.Contains(env.agent.Stderr(), "resolving names from the Kubernetes API") || strings.Contains(env.agent.Stderr(), "Kubernetes names unavailable") {
+	if log := env.agent.Stderr(); !strings.Contains(log, "resolving names from the Kubernetes API") ||
+		strings.Contains(log, "Kubernetes names unavailable") || strings.Contains(log, "not synced yet") {
 		t.Errorf("agent log:\n%s", env.agent.Stderr())
 	}
 }
@@ -322,6 +316,10 @@ local: {dir: %s/repos}
 
 	incoming := get(t, p.B, "http://"+p.IPA+":8081/")
 	before := get(t, p.A, "http://"+other+":8080/")
+	// Both entries are made (their names looked up) before the DNS answer
+	// comes: in one ring batch, the answer could reach its dissector
+	// worker before the earlier connection's response reaches another.
+	needMetric(t, 10*time.Second, p.A, metricsAddr, 2, "kflcap_entries_total", `protocol="http"`)
 	if out := netnstest.Exec(t, p.A, "dig", "+short", "+tries=1", "+time=2", "@"+p.IPB, "web.example.test"); strings.TrimSpace(out) != other {
 		t.Fatalf("dig web.example.test: %q", out)
 	}

@@ -115,7 +115,9 @@ triggers:
 	}
 	unrelated := loop(otherIP)
 	related := loop(p.IPB)
-	time.Sleep(5 * time.Second) // traffic to the remote IP before the alert
+	// The test's subject, not a wait: 5 s of traffic to the remote IP
+	// before the alert, for the lookback to reach back into.
+	time.Sleep(5 * time.Second)
 
 	// The request without (or with a wrong) token is refused.
 	if code, _ := apiCall(t, p.A, "GET", "/api/v1/captures", "", ""); code != 401 {
@@ -142,26 +144,11 @@ triggers:
 		}
 	}
 
-	time.Sleep(duration + time.Second) // traffic after the alert, through the window
+	// Traffic goes on through the window (duration) until the capture has
+	// sealed.
+	st := waitCaptureEnded(t, p.A, id, 60*time.Second)
 	related.Stop()
 	unrelated.Stop()
-
-	// Wait for the capture to seal.
-	var st map[string]any
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, st = apiCall(t, p.A, "GET", "/api/v1/captures/"+id, triggerToken, "")
-		if code != 200 {
-			t.Fatalf("GET capture: %d %v", code, st)
-		}
-		if s := st["state"]; s == "sealed" || s == "empty" || s == "failed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("capture not sealed in time: %v", st)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 	if st["state"] != "sealed" {
 		t.Fatalf("capture ended %v", st)
 	}
@@ -180,16 +167,7 @@ triggers:
 		t.Errorf("window %s … %s for an alert at %s", from, until, alertAt)
 	}
 	// Wait until the local sink has the archive, then stop the agent.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(env.local, archive)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not delivered to %s", archive, env.local)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitFiles(t, 30*time.Second, filepath.Join(env.local, archive), 1)
 	env.stop(t)
 
 	var r *repo
@@ -373,19 +351,20 @@ triggers:
 	for range 3 {
 		netnstest.Exec(t, p.A, "curl", "-sS", "-o", "/dev/null", "http://"+p.IPB+":8080/status/200")
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The capture has the three connections before it is stopped.
+	netnstest.WaitFor(t, 10*time.Second, func() error {
+		if _, st := apiCall(t, p.A, "GET", "/api/v1/captures/"+id, triggerToken, ""); st["streams"] != float64(3) {
+			return fmt.Errorf("capture before DELETE: %v", st)
+		}
+		return nil
+	})
+	netnstest.WaitTCPSettled(t, p.A, p.B)
 	stopped := time.Now()
 	code, body = apiCall(t, p.A, "DELETE", "/api/v1/captures/"+id, triggerToken, "")
 	if code != 200 {
 		t.Fatalf("delete: %d %v", code, body)
 	}
-	var st map[string]any
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, st = apiCall(t, p.A, "GET", "/api/v1/captures/"+id, triggerToken, "")
-		if st["state"] == "sealed" || st["state"] == "empty" || st["state"] == "failed" || time.Now().After(deadline) {
-			break
-		}
-	}
+	st := waitCaptureEnded(t, p.A, id, 30*time.Second)
 	if st["state"] != "sealed" || st["streams"] != float64(3) || !strings.HasPrefix(fmt.Sprint(st["repository"]), "trigger_api-e2e_") {
 		t.Errorf("after DELETE: %v", st)
 	}
@@ -443,24 +422,47 @@ triggers:
 `, p.IPB)
 	os.WriteFile(cfgPath+".new", []byte(edited), 0o644)
 	os.Rename(cfgPath+".new", cfgPath)
-	env.agent.waitStderr(t, "trigger_rules=2", 10*time.Second)
-	// (The burst's captures may still hold the engine's cap: 429 until
-	// they end.)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	// The alert matches once the agent has reloaded its rules (it looks at
+	// the file every 2 s). (The burst's captures may still hold the
+	// engine's cap: 429 until they end.)
+	netnstest.WaitFor(t, 20*time.Second, func() error {
 		shell = alertFile(t, dir, "falco_terminal_shell.json", p, time.Now())
 		code, body := apiCall(t, p.A, "POST", "/api/v1/alerts/falco", triggerToken, shell)
-		if code == 429 && time.Now().Before(deadline) {
-			continue
+		switch {
+		case code == 202 && body["result"] == "unmatched", code == 429:
+			return fmt.Errorf("shell alert after the reload: %d %v", code, body)
+		case code != 201 || body["result"] != "started":
+			t.Fatalf("shell alert after the reload: %d %v", code, body)
 		}
-		if code != 201 || body["result"] != "started" {
-			t.Errorf("shell alert after the reload: %d %v", code, body)
-		}
-		break
-	}
-	// A broken rule set changes nothing.
+		return nil
+	})
+	// A broken rule set changes nothing, and the log says so: there is
+	// nothing else to see of it, so here the wait is for the log line.
 	os.WriteFile(cfgPath+".new", []byte(edited+"  - name: broken\n    match: {priority: Loud}\n"), 0o644)
 	os.Rename(cfgPath+".new", cfgPath)
 	env.agent.waitStderr(t, "configuration not reloaded", 10*time.Second)
+	shell = alertFile(t, dir, "falco_terminal_shell.json", p, time.Now())
+	if code, body := apiCall(t, p.A, "POST", "/api/v1/alerts/falco", triggerToken, shell); code == 202 && body["result"] == "unmatched" {
+		t.Errorf("after the broken rule set the shell rule is gone: %d %v", code, body)
+	}
+}
+
+// waitCaptureEnded polls a triggered capture until it has ended (sealed,
+// empty or failed) and returns its status.
+func waitCaptureEnded(t *testing.T, ns, id string, timeout time.Duration) map[string]any {
+	t.Helper()
+	var st map[string]any
+	netnstest.WaitFor(t, timeout, func() error {
+		var code int
+		if code, st = apiCall(t, ns, "GET", "/api/v1/captures/"+id, triggerToken, ""); code != 200 {
+			t.Fatalf("GET capture: %d %v", code, st)
+		}
+		if s := st["state"]; s != "sealed" && s != "empty" && s != "failed" {
+			return fmt.Errorf("capture %s not ended: %v", id, st)
+		}
+		return nil
+	})
+	return st
 }
 
 // agentPID is the agent's pid: ip netns exec execs the binary in place.

@@ -68,10 +68,20 @@ func traffic(p *netnstest.Pair, interval time.Duration) (stop func()) {
 // startAgentOnly runs the agent in A without the tcpdump oracle.
 func startAgentOnly(t *testing.T, p *netnstest.Pair, cfgPath string, args ...string) *proc {
 	t.Helper()
+	return startAgentAt(t, p, metricsAddr, cfgPath, args...)
+}
+
+// startAgentAt is startAgentOnly for an agent whose metrics.listen is addr.
+func startAgentAt(t *testing.T, p *netnstest.Pair, addr, cfgPath string, args ...string) *proc {
+	t.Helper()
 	a := start(t, "ip", append([]string{"netns", "exec", p.A, kflcapBin, "agent", "--config", cfgPath}, args...)...)
-	a.waitStderr(t, "msg=capturing", 20*time.Second)
+	waitAgentUp(t, a, p.A, addr)
 	return a
 }
+
+// s3Uploads are the metric labels of an agent's deliveries to the S3 sink
+// that the store accepted.
+var s3Uploads = []string{`sink="s3"`, `result="success"`}
 
 func stopAgent(t *testing.T, a *proc) {
 	t.Helper()
@@ -84,17 +94,12 @@ func stopAgent(t *testing.T, a *proc) {
 // waitOutboxEmpty waits until no archive waits in the spool's outbox.
 func waitOutboxEmpty(t *testing.T, dir string, timeout time.Duration, agent *proc) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		left, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
-		if len(left) == 0 {
-			return
+	netnstest.WaitFor(t, timeout, func() error {
+		if left, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz")); len(left) > 0 {
+			return fmt.Errorf("%d archives still in the outbox; agent:\n%s", len(left), tail(agent.Stderr(), 40))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d archives still in the outbox after %v; agent:\n%s", len(left), timeout, tail(agent.Stderr(), 40))
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func tail(s string, lines int) string {
@@ -281,13 +286,14 @@ func TestUploadS3(t *testing.T) {
 
 	agent := startAgentOnly(t, p, cfg)
 	stop := traffic(p, 150*time.Millisecond)
-	time.Sleep(7 * time.Second)
+	// Traffic until the store has taken three archives (sealed every 2 s).
+	needMetric(t, 60*time.Second, p.A, metricsAddr, 3, "kflcap_uploads_total", s3Uploads...)
 	stop()
 	stopAgent(t, agent)
 	n := checkBucket(t, srv, dir, agent)
 	t.Logf("%d archives uploaded and verified", n)
 	if n < 3 {
-		t.Errorf("only %d archives in 7 s with maxDuration 2s", n)
+		t.Errorf("only %d archives", n)
 	}
 	// Object metadata carries the KFL index and query.
 	objs := listBucket(t, srv)
@@ -338,8 +344,9 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 `
 
-// MinIO down for 30 s in the middle of a run: archives wait and then
-// arrive exactly once; the progress log neither loses nor repeats one.
+// MinIO down in the middle of a run, until five archives wait: they wait
+// and then arrive exactly once; the progress log neither loses nor repeats
+// one.
 func TestUploadS3Outage(t *testing.T) {
 	p, srv, dir := newUploadEnv(t)
 	srv.AWS(t, "s3", "mb", "s3://"+bucket)
@@ -347,34 +354,37 @@ func TestUploadS3Outage(t *testing.T) {
 	agent := startAgentOnly(t, p, cfg)
 	stop := traffic(p, 200*time.Millisecond)
 	defer stop()
-	time.Sleep(4 * time.Second)
+	// The store takes an archive before it goes down.
+	delivered := needMetric(t, 30*time.Second, p.A, metricsAddr, 1, "kflcap_uploads_total", s3Uploads...)
 	before := len(listBucket(t, srv))
 	srv.Stop()
 	down := time.Now()
-	time.Sleep(30 * time.Second)
-	waiting, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
-	// Unready while the store is down, naming it; capture goes on.
-	if out, err := netnstest.Output(p.A, "curl", "-sS", "-w", " %{http_code}", "http://127.0.0.1:9750/readyz"); err != nil ||
-		!strings.Contains(out, "sink s3") || !strings.HasSuffix(strings.TrimSpace(out), " 503") {
-		t.Errorf("/readyz during the outage: %q, %v; want 503 naming sink s3", out, err)
-	}
+	// Archives pile up in the outbox; the agent is unready while the store
+	// is down, naming it; capture goes on.
+	var waiting []string
+	netnstest.WaitFor(t, 60*time.Second, func() error {
+		waiting, _ = filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
+		code, body, err := netnstest.HTTPGet(p.A, "http://"+metricsAddr+"/readyz")
+		if len(waiting) < 5 || err != nil || code != 503 || !strings.Contains(body, "sink s3") {
+			return fmt.Errorf("%d archives waiting; /readyz: %d %q %v; want 5 waiting and 503 naming sink s3", len(waiting), code, body, err)
+		}
+		return nil
+	})
 	srv.Restart(t)
 	t.Logf("MinIO down for %v: %d objects before, %d archives waiting at the restart", time.Since(down).Round(time.Second), before, len(waiting))
-	if len(waiting) < 5 {
-		t.Errorf("only %d archives waited through the outage", len(waiting))
-	}
-	if !strings.Contains(agent.Stderr(), "network") {
-		t.Errorf("the agent's log does not say the store is unreachable:\n%s", tail(agent.Stderr(), 20))
-	}
-	time.Sleep(2 * time.Second)
+	// Traffic goes on until the store has taken something again.
+	needMetric(t, 90*time.Second, p.A, metricsAddr, delivered+1, "kflcap_uploads_total", s3Uploads...)
 	stop()
 	// The outbox retries with backoff (up to a minute here, after 30 s of
 	// failures): wait for it rather than for the shutdown's grace.
 	waitOutboxEmpty(t, dir, 100*time.Second, agent)
-	if out, err := netnstest.Output(p.A, "curl", "-sS", "--fail", "http://127.0.0.1:9750/readyz"); err != nil || strings.TrimSpace(out) != "ready" {
-		t.Errorf("/readyz after the store came back: %q, %v", out, err)
+	if code, body, err := netnstest.HTTPGet(p.A, "http://"+metricsAddr+"/readyz"); err != nil || code != 200 || strings.TrimSpace(body) != "ready" {
+		t.Errorf("/readyz after the store came back: %d %q, %v", code, body, err)
 	}
 	stopAgent(t, agent)
+	if !strings.Contains(agent.Stderr(), "network") {
+		t.Errorf("the agent's log does not say the store is unreachable:\n%s", tail(agent.Stderr(), 20))
+	}
 	n := checkBucket(t, srv, dir, agent)
 	t.Logf("%d archives in all, each exactly once", n)
 }
@@ -388,10 +398,13 @@ func TestUploadS3BadCredentials(t *testing.T) {
 	cfg := writeAgentConfig(t, dir, s3Config(srv, wrong, ""))
 	agent := startAgentOnly(t, p, cfg, "--grace", "1s")
 	stop := traffic(p, 200*time.Millisecond)
-	time.Sleep(5 * time.Second)
+	// Traffic until an archive is sealed and the store has refused it.
+	needMetric(t, 30*time.Second, p.A, metricsAddr, 1, "kflcap_upload_failures_total", `sink="s3"`)
 	stop()
-	agent.waitStderr(t, "bad credentials", 10*time.Second)
 	stopAgent(t, agent)
+	if !strings.Contains(agent.Stderr(), "bad credentials") {
+		t.Errorf("the agent's log does not say the credentials are bad:\n%s", tail(agent.Stderr(), 20))
+	}
 	noSecretIn(t, "the agent's log", agent.Stderr(), wrong)
 	kept, _ := filepath.Glob(filepath.Join(dir, "spool", "outbox", "*.tar.gz"))
 	if len(kept) == 0 {
@@ -420,15 +433,23 @@ func TestUploadS3MissingBucket(t *testing.T) {
 	p, srv, dir := newUploadEnv(t)
 	cfg := writeAgentConfig(t, dir, s3Config(srv, miniotest.SecretKey, ""))
 	agent := startAgentOnly(t, p, cfg, "--grace", "1s")
-	// Said at start, before any archive is sealed.
-	agent.waitStderr(t, "the store cannot take archives yet", 10*time.Second)
+	// Known at start, before any archive is sealed: /readyz names the sink.
+	netnstest.WaitFor(t, 30*time.Second, func() error {
+		if code, body, err := netnstest.HTTPGet(p.A, "http://"+metricsAddr+"/readyz"); err != nil || code != 503 || !strings.Contains(body, "sink s3") {
+			return fmt.Errorf("/readyz before any archive: %d %q %v; want 503 naming sink s3", code, body, err)
+		}
+		return nil
+	})
 	stop := traffic(p, 200*time.Millisecond)
-	time.Sleep(3 * time.Second)
+	// Traffic until an archive is sealed and its delivery has failed.
+	needMetric(t, 30*time.Second, p.A, metricsAddr, 1, "kflcap_upload_failures_total", `sink="s3"`)
 	stop()
-	agent.waitStderr(t, "delivery failed", 10*time.Second)
 	stopAgent(t, agent)
-	if !strings.Contains(agent.Stderr(), "createBucket") {
-		t.Errorf("the error does not point at createBucket:\n%s", tail(agent.Stderr(), 10))
+	log := agent.Stderr()
+	for _, want := range []string{"the store cannot take archives yet", "delivery failed", "createBucket"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the agent's log does not say %q:\n%s", want, tail(log, 10))
+		}
 	}
 	if _, _, err := srv.AWSResult("s3api", "head-bucket", "--bucket", bucket); err == nil {
 		t.Fatal("the bucket exists without createBucket")
@@ -478,11 +499,15 @@ metrics: {listen: "127.0.0.1:%d"}
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		agents = append(agents, startAgentOnly(t, p, path))
+		agents = append(agents, startAgentAt(t, p, fmt.Sprintf("127.0.0.1:%d", 19750+10*i), path))
 		dirs = append(dirs, d)
 	}
 	stop := traffic(p, 100*time.Millisecond)
-	time.Sleep(8 * time.Second)
+	// Traffic until each agent has delivered three archives: enough for
+	// their progress log updates to race.
+	for i := range agents {
+		needMetric(t, 60*time.Second, p.A, fmt.Sprintf("127.0.0.1:%d", 19750+10*i), 3, "kflcap_uploads_total", s3Uploads...)
+	}
 	stop()
 	for _, a := range agents {
 		stopAgent(t, a)

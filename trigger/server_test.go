@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kflcap/kflcap/internal/netnstest"
 	"github.com/kflcap/kflcap/kfl"
 )
 
@@ -490,7 +492,7 @@ triggers:
 // the engine's cap get 429; memory stays bounded.
 func TestBurst(t *testing.T) {
 	mem := newMem(20)
-	mem.startFn = func() { time.Sleep(2 * time.Millisecond) } // the engine takes a moment
+	mem.startFn = func() { time.Sleep(2 * time.Millisecond) } // the engine takes a moment: a simulated cost, not a wait
 	srv, err := NewServer(mem, Config{Token: testToken, DedupEntries: 256})
 	if err != nil {
 		t.Fatal(err)
@@ -710,9 +712,12 @@ func TestIntakeBusy(t *testing.T) {
 	defer ts.Close()
 	first := make(chan answer, 1)
 	go func() { first <- postAlert(t, ts, readFixture(t, "falco_redirect_stdout_network.json")) }()
-	for mem.starts.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	netnstest.WaitFor(t, 10*time.Second, func() error {
+		if mem.starts.Load() == 0 {
+			return errors.New("the first alert has not reached the engine")
+		}
+		return nil
+	})
 	a := postAlert(t, ts, readFixture(t, "falco_docs_write_below_binary_dir.json"))
 	if a.code != http.StatusServiceUnavailable || !strings.Contains(a.raw, "busy") {
 		t.Errorf("while saturated: %d %s", a.code, a.raw)

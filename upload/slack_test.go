@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kflcap/kflcap/internal/netnstest"
 	"github.com/kflcap/kflcap/repo"
 )
 
@@ -131,12 +132,12 @@ func run(n *Notifier) func() {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
+	netnstest.WaitFor(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+		return nil
+	})
 }
 
 func checkMessage(t *testing.T, text string, d Delivery) {

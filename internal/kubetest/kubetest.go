@@ -21,7 +21,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"github.com/kflcap/kflcap/internal/toolcache"
 	"net"
 	"net/http"
 	"os"
@@ -38,6 +37,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kflcap/kflcap/internal/netnstest"
+	"github.com/kflcap/kflcap/internal/toolcache"
 )
 
 // Versions of the binaries (scripts/kube-binaries.sh pins them).
@@ -62,7 +64,7 @@ var kubeBinaries = toolcache.Tool{Env: "KUBEBUILDER_ASSETS", Script: "kube-binar
 func Assets(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("kubetest: a real API server is not a short test")
+		t.Skip("kubetest: a real kube-apiserver test: skipped under -short (unit tests only; make test runs it)")
 	}
 	return kubeBinaries.Path(t)
 }
@@ -210,9 +212,7 @@ func (c *Cluster) waitReady(t testing.TB, tok string) {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
-	deadline := time.Now().Add(90 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
+	netnstest.WaitFor(t, 90*time.Second, func() error {
 		for _, p := range c.procs {
 			select {
 			case <-p.done:
@@ -223,20 +223,17 @@ func (c *Cluster) waitReady(t testing.TB, tok string) {
 		req, _ := http.NewRequest("GET", c.Host+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := hc.Do(req)
-		if err == nil {
-			b := new(bytes.Buffer)
-			b.ReadFrom(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b.String())
-		} else {
-			last = err.Error()
+		if err != nil {
+			return fmt.Errorf("kubetest: API server not ready: %v\n%s", err, lastLines(c.output(c.procs[len(c.procs)-1]), 40))
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("kubetest: API server not ready after 90s: %s\n%s", last, lastLines(c.output(c.procs[len(c.procs)-1]), 40))
+		b := new(bytes.Buffer)
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("kubetest: API server not ready: %d %s\n%s", resp.StatusCode, b.String(), lastLines(c.output(c.procs[len(c.procs)-1]), 40))
+		}
+		return nil
+	})
 }
 
 // Stop stops the API server and etcd (idempotent; cleanup calls it).

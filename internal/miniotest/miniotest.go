@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"github.com/kflcap/kflcap/internal/toolcache"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/kflcap/kflcap/internal/netnstest"
+	"github.com/kflcap/kflcap/internal/toolcache"
 )
 
 // Credentials of every test server.
@@ -37,9 +39,13 @@ var minio = toolcache.Tool{Env: "KFLCAP_MINIO", Script: "minio.sh", What: "MinIO
 
 // Binary returns the MinIO server binary: $KFLCAP_MINIO when set, else
 // what scripts/minio.sh prints (building it on first use). It skips the
-// test when the binary cannot be had and CI is not set; on CI it fails.
+// test under -short (a real server is not a unit test), and when the
+// binary cannot be had and CI is not set; on CI it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("miniotest: a real MinIO server test: skipped under -short (unit tests only; make test runs it)")
+	}
 	return minio.Path(t)
 }
 
@@ -139,27 +145,22 @@ func (s *Server) Restart(t testing.TB) {
 }
 
 func (s *Server) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	url := s.Endpoint + "/minio/health/cluster"
-	for time.Now().Before(deadline) {
+	return netnstest.Poll(timeout, func() error {
 		select {
 		case <-s.done:
-			return fmt.Errorf("exited")
+			return netnstest.Abort(fmt.Errorf("exited"))
 		default:
 		}
-		if s.NS != "" {
-			if exec.Command("ip", "netns", "exec", s.NS, "curl", "-sf", "-o", "/dev/null", url).Run() == nil {
-				return nil
-			}
-		} else if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		code, _, err := netnstest.HTTPGet(s.NS, url)
+		if err != nil {
+			return fmt.Errorf("not ready within %v: %v", timeout, err)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready within %v", timeout)
+		if code != http.StatusOK {
+			return fmt.Errorf("not ready within %v: %s answered %d", timeout, url, code)
+		}
+		return nil
+	})
 }
 
 // Stop kills the server and waits for it; the data directory stays.

@@ -12,22 +12,72 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// RequireRoot skips the test when the process cannot create namespaces or
-// load BPF programs. On CI (CI=true) it fails instead: there the tests must run.
-func RequireRoot(t testing.TB) {
+// RequirePrivileged marks a privileged test: one that needs root (network
+// namespaces, CAP_NET_ADMIN, CAP_BPF). Under go test -short, which runs unit
+// tests only, it skips. Otherwise it skips when the process lacks those
+// privileges, except on CI (CI=true), where it fails instead: there the
+// tests run as root and must not skip silently.
+func RequirePrivileged(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
+	SkipShort(t, "privileged (root, BPF, network namespaces)")
+	missing := missingCaps()
+	if len(missing) == 0 {
 		return
 	}
+	msg := fmt.Sprintf("needs root (%s): run the tests as root (make test does)", strings.Join(missing, ", "))
 	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CAP_NET_ADMIN, CAP_BPF) and CI runs as root")
+		t.Fatal(msg + "; CI runs them as root")
 	}
-	t.Skip("needs root: run the tests as root (make test does)")
+	t.Skip(msg)
+}
+
+// SkipShort skips a test that is not a unit test under go test -short:
+// what says which tier it belongs to (privileged, real server, oracle).
+// Without -short such tests run; make test and CI run them.
+func SkipShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("%s test: skipped under -short (unit tests only; make test runs it)", what)
+	}
+}
+
+// missingCaps names the capabilities a privileged test needs that the
+// process does not have in its effective set.
+func missingCaps() []string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return []string{"cannot read /proc/self/status"}
+	}
+	var eff uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			eff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	need := []struct {
+		bit  uint
+		name string
+	}{{12, "CAP_NET_ADMIN"}, {21, "CAP_SYS_ADMIN"}, {39, "CAP_BPF"}}
+	// Kernels before 5.8 have no CAP_BPF: CAP_SYS_ADMIN covers BPF there.
+	last := uint(40)
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			last = uint(n)
+		}
+	}
+	var missing []string
+	for _, c := range need {
+		if c.bit <= last && eff&(1<<c.bit) == 0 {
+			missing = append(missing, c.name)
+		}
+	}
+	return missing
 }
 
 // RequireTool skips (fails on CI) when a command-line tool is missing.
@@ -52,10 +102,11 @@ type Pair struct {
 	IP6A, IP6B string // IPv6 addresses, /64
 }
 
-// NewPair creates a namespace pair. Both namespaces have lo up.
+// NewPair creates a namespace pair. Both namespaces have lo up. It is
+// privileged (RequirePrivileged): under -short the test skips here.
 func NewPair(t testing.TB) *Pair {
 	t.Helper()
-	RequireRoot(t)
+	RequirePrivileged(t)
 	RequireTool(t, "ip")
 	id := randomID()
 	p := &Pair{
@@ -142,28 +193,53 @@ func (p *Proc) Stop() {
 	<-p.done
 }
 
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitExit waits up to timeout for the process to end by itself and
+// reports whether it did.
+func (p *Proc) WaitExit(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
 // Output returns what the process has written so far.
 func (p *Proc) Output() string {
 	b, _ := os.ReadFile(p.log)
 	return string(b)
 }
 
-// WaitListening polls until something listens on the TCP or UDP port inside ns.
+// WaitListening waits until something listens on the TCP or UDP port
+// inside ns, for up to 15 s.
 func WaitListening(t testing.TB, ns, proto string, port int) {
+	t.Helper()
+	WaitListeningFor(t, 15*time.Second, ns, proto, port)
+}
+
+// WaitListeningFor is WaitListening for a server slower to start.
+func WaitListeningFor(t testing.TB, timeout time.Duration, ns, proto string, port int) {
 	t.Helper()
 	flag := "-ltn"
 	if proto == "udp" {
 		flag = "-lun"
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		out, _ := Output(ns, "ss", flag)
-		if strings.Contains(out, fmt.Sprintf(":%d ", port)) {
-			return
+	WaitFor(t, timeout, func() error {
+		if out, _ := Output(ns, "ss", flag); !strings.Contains(out, fmt.Sprintf(":%d ", port)) {
+			return fmt.Errorf("nothing listens on %s port %d in %s", proto, port, ns)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s port %d in %s", proto, port, ns)
+		return nil
+	})
 }
 
 func randomID() string {

@@ -23,6 +23,7 @@ import (
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/internal/kubetest"
+	"github.com/kflcap/kflcap/internal/netnstest"
 	"github.com/kflcap/kflcap/names"
 	"github.com/kflcap/kflcap/trigger"
 )
@@ -35,13 +36,12 @@ var (
 // eventually polls cond for up to 10 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	netnstest.WaitFor(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func resolvesTo(r *Resolver, ip string, port uint16, name, ns string) func() bool {
@@ -392,13 +392,12 @@ func TestResolverAPIServerDown(t *testing.T) {
 
 	kc.Stop(t)
 	// Watches end and their re-lists fail; the answers stay.
-	deadline := time.Now().Add(60 * time.Second)
-	for r.Stats().RequestErrors == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no request error counted after the API server stopped: %+v", r.Stats())
+	netnstest.WaitFor(t, 60*time.Second, func() error {
+		if s := r.Stats(); s.RequestErrors == 0 {
+			return fmt.Errorf("no request error counted after the API server stopped: %+v", s)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "web-1" {
 		t.Errorf("with the API server down: %q, want web-1 (known names stay)", n)
 	}
