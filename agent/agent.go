@@ -73,6 +73,14 @@ type Agent struct {
 	sinkErrs   sinkHealth
 	api        atomic.Pointer[trigger.Server] // nil without api.listen
 	readerDone chan struct{}
+	reloads    reloadCounts
+}
+
+// reloadCounts are the configuration reloads by result, for /status and
+// the metrics: a rejected configuration is otherwise only a log line.
+type reloadCounts struct {
+	ok, failed atomic.Uint64
+	lastErr    atomic.Pointer[string]
 }
 
 // jobSet is the running jobs and their compiled queries, swapped as a

@@ -77,6 +77,7 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 		NewMetrics(MetricsSources{
 			Stages: &a.live.Stages, Dissect: a.pipe.Stats, Spool: a.spool,
 			Jobs: a.jobs, Triggers: a.triggers, Lookback: a.lookback,
+			Reloads: func() (uint64, uint64) { return a.reloads.ok.Load(), a.reloads.failed.Load() },
 		}),
 	)
 	reg.MustRegister(a.resolve.metrics...)

@@ -21,6 +21,7 @@ type Metrics struct {
 	userDrops, jobStreams, sealed, sealFailed       *prometheus.Desc
 	triggered, triggerRejected, triggerActive       *prometheus.Desc
 	lookbackPackets, lookbackBytes, lookbackEvicted *prometheus.Desc
+	reloads                                         *prometheus.Desc
 }
 
 // MetricsSources are what Metrics reads at scrape time. Nil fields are
@@ -32,6 +33,8 @@ type MetricsSources struct {
 	Jobs     func() []*Job
 	Triggers *Triggers
 	Lookback *Lookback
+	// Reloads are the configuration reloads applied and rejected.
+	Reloads func() (ok, failed uint64)
 }
 
 // NewMetrics builds the agent's metrics over src; register it.
@@ -51,13 +54,14 @@ func NewMetrics(src MetricsSources) *Metrics {
 		lookbackPackets: d("lookback_packets", "Packets held in the lookback ring."),
 		lookbackBytes:   d("lookback_capacity_bytes", "Size of the lookback ring."),
 		lookbackEvicted: d("lookback_evicted_total", "Packets pushed out of the lookback ring by newer ones."),
+		reloads:         d("config_reloads_total", "Configuration reloads (SIGHUP or a changed file), by result.", "result"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.userDrops, m.jobStreams, m.sealed, m.sealFailed, m.triggered,
-		m.triggerRejected, m.triggerActive, m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted} {
+		m.triggerRejected, m.triggerActive, m.lookbackPackets, m.lookbackBytes, m.lookbackEvicted, m.reloads} {
 		ch <- d
 	}
 }
@@ -101,6 +105,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for kind, v := range sealed {
 		c(m.sealed, v, kind)
 		c(m.sealFailed, failed[kind], kind)
+	}
+	if s.Reloads != nil {
+		ok, failed := s.Reloads()
+		c(m.reloads, ok, "ok")
+		c(m.reloads, failed, "failed")
 	}
 	if l := s.Lookback; l != nil {
 		l.mu.Lock()

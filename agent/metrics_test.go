@@ -57,7 +57,8 @@ func testMetrics() (*prometheus.Registry, *Job) {
 		dissect.NewMetrics(stats),
 		repo.NewSpoolMetrics(sp),
 		uploads,
-		NewMetrics(MetricsSources{Stages: st, Dissect: stats, Spool: sp, Jobs: func() []*Job { return []*Job{j} }}),
+		NewMetrics(MetricsSources{Stages: st, Dissect: stats, Spool: sp, Jobs: func() []*Job { return []*Job{j} },
+			Reloads: func() (uint64, uint64) { return 2, 1 }}),
 	)
 	return reg, j
 }
@@ -82,6 +83,10 @@ kflcap_userspace_drops_total{stage="malformed_record"} 1
 kflcap_userspace_drops_total{stage="retain_overflow"} 0
 kflcap_userspace_drops_total{stage="spool_full"} 3
 kflcap_userspace_drops_total{stage="stream_table_full"} 0
+# HELP kflcap_config_reloads_total Configuration reloads (SIGHUP or a changed file), by result.
+# TYPE kflcap_config_reloads_total counter
+kflcap_config_reloads_total{result="failed"} 1
+kflcap_config_reloads_total{result="ok"} 2
 # HELP kflcap_upload_failures_total Failed deliveries, by sink and reason.
 # TYPE kflcap_upload_failures_total counter
 kflcap_upload_failures_total{reason="bad_credentials",sink="s3"} 1
@@ -90,7 +95,7 @@ kflcap_upload_failures_total{reason="bad_credentials",sink="s3"} 1
 kflcap_uploads_total{result="failure",sink="s3"} 1
 kflcap_uploads_total{result="success",sink="local"} 1
 `
-	names := []string{"kflcap_packets_seen_total", "kflcap_ringbuf_drops_total", "kflcap_kfl_matches_total", "kflcap_userspace_drops_total", "kflcap_uploads_total", "kflcap_upload_failures_total"}
+	names := []string{"kflcap_packets_seen_total", "kflcap_ringbuf_drops_total", "kflcap_kfl_matches_total", "kflcap_userspace_drops_total", "kflcap_uploads_total", "kflcap_upload_failures_total", "kflcap_config_reloads_total"}
 	if err := testutil.GatherAndCompare(m, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}

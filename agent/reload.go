@@ -69,9 +69,13 @@ func (a *Agent) reload() {
 	}
 	cfg, qs, rules, err := a.loadReload()
 	if err != nil {
+		a.reloads.failed.Add(1)
+		msg := err.Error()
+		a.reloads.lastErr.Store(&msg)
 		a.log.Error("reload: configuration not reloaded, the running jobs and trigger rules stay", "err", err)
 		return
 	}
+	a.reloads.ok.Add(1)
 	a.rules = rules
 	if fmt.Sprint(cfg.Capture, cfg.Spool, cfg.Local, cfg.API, cfg.Metrics) != fmt.Sprint(a.cfg.Capture, a.cfg.Spool, a.cfg.Local, a.cfg.API, a.cfg.Metrics) {
 		a.log.Warn("reload: capture, spool, local, api and metrics settings take effect at the next start")

@@ -24,6 +24,15 @@ type Status struct {
 	SpoolBytes int64             `json:"spool_bytes"`
 	SpoolLimit int64             `json:"spool_limit_bytes"`
 	Lookback   int               `json:"lookback_packets"`
+	Reloads    ReloadStatus      `json:"reloads"`
+}
+
+// ReloadStatus counts configuration reloads by result; LastError is the
+// last rejected configuration's error.
+type ReloadStatus struct {
+	OK        uint64 `json:"ok"`
+	Failed    uint64 `json:"failed"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 type IfaceStatus struct {
@@ -76,6 +85,10 @@ func (a *Agent) status() Status {
 	if a.lookback != nil {
 		st.Lookback = a.lookback.Len()
 	}
+	st.Reloads = ReloadStatus{OK: a.reloads.ok.Load(), Failed: a.reloads.failed.Load()}
+	if e := a.reloads.lastErr.Load(); e != nil {
+		st.Reloads.LastError = *e
+	}
 	return st
 }
 
@@ -106,4 +119,11 @@ func (st *Status) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\noutbox: %d waiting; spool %d of %d bytes; lookback %d packets\n", st.Outbox, st.SpoolBytes, st.SpoolLimit, st.Lookback)
+	if r := st.Reloads; r.OK+r.Failed > 0 {
+		fmt.Fprintf(w, "configuration reloads: %d applied, %d rejected", r.OK, r.Failed)
+		if r.LastError != "" {
+			fmt.Fprintf(w, " (last: %s)", r.LastError)
+		}
+		fmt.Fprintln(w)
+	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/kflcap/kflcap/internal/netnstest"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/packet"
 	"github.com/kflcap/kflcap/repo"
@@ -101,11 +103,14 @@ func TestTriggeredCaptureIncludesLookback(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the capture did not seal")
 	}
-	got, _ := tr.Get(st.ID)
-	for deadline := time.Now().Add(5 * time.Second); got.State != trigger.StateSealed && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		got, _ = tr.Get(st.ID)
-	}
-	if got.State != trigger.StateSealed || got.Repository != filepath.Base(s.Path) {
+	var got trigger.Status
+	netnstest.WaitFor(t, 5*time.Second, func() error {
+		if got, _ = tr.Get(st.ID); got.State != trigger.StateSealed {
+			return fmt.Errorf("state %s", got.State)
+		}
+		return nil
+	})
+	if got.Repository != filepath.Base(s.Path) {
 		t.Fatalf("final status %+v", got)
 	}
 	if want := "trigger_suspicious-dns_"; len(got.Repository) < len(want) || got.Repository[:len(want)] != want {

@@ -93,6 +93,11 @@ type agentStatus struct {
 	Jobs []struct {
 		Query string `json:"kfl_query"`
 	} `json:"jobs"`
+	Reloads struct {
+		OK        uint64 `json:"ok"`
+		Failed    uint64 `json:"failed"`
+		LastError string `json:"last_error"`
+	} `json:"reloads"`
 }
 
 // status reads the agent's /status from inside ns (addr: its

@@ -436,11 +436,19 @@ triggers:
 		}
 		return nil
 	})
-	// A broken rule set changes nothing, and the log says so: there is
-	// nothing else to see of it, so here the wait is for the log line.
+	// A broken rule set changes nothing, and /status says it was rejected
+	// and why.
 	os.WriteFile(cfgPath+".new", []byte(edited+"  - name: broken\n    match: {priority: Loud}\n"), 0o644)
 	os.Rename(cfgPath+".new", cfgPath)
-	env.agent.waitStderr(t, "configuration not reloaded", 10*time.Second)
+	waitStatus(t, env.agent, p.A, metricsAddr, 10*time.Second, func(st agentStatus) error {
+		if st.Reloads.Failed == 0 {
+			return fmt.Errorf("no rejected reload yet: %+v", st.Reloads)
+		}
+		if !strings.Contains(st.Reloads.LastError, "Loud") {
+			t.Errorf("the rejected reload's error does not name the bad priority: %q", st.Reloads.LastError)
+		}
+		return nil
+	})
 	shell = alertFile(t, dir, "falco_terminal_shell.json", p, time.Now())
 	if code, body := apiCall(t, p.A, "POST", "/api/v1/alerts/falco", triggerToken, shell); code == 202 && body["result"] == "unmatched" {
 		t.Errorf("after the broken rule set the shell rule is gone: %d %v", code, body)
