@@ -189,7 +189,7 @@ func testCaptureBackend(t *testing.T, backend string) {
 	theirs := filepath.Join(dir, "tcpdump.pcap")
 
 	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "--backend", backend, "-w", ours)
-	cap.waitStderr(t, "capturing on", 20*time.Second)
+	cap.waitCapturing(t, ours)
 	if !strings.Contains(cap.Stderr(), p.IfA+"/"+backend) {
 		t.Fatalf("capture did not report backend %s: %s", backend, cap.Stderr())
 	}
@@ -288,8 +288,9 @@ func TestCaptureCrashLeftoversRemoved(t *testing.T) {
 	dir := t.TempDir()
 	for _, backend := range []string{"tc", "tcx"} {
 		t.Run(backend, func(t *testing.T) {
-			first := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "--backend", backend, "-w", filepath.Join(dir, backend+"1.pcapng"))
-			first.waitStderr(t, "capturing on", 20*time.Second)
+			firstOut := filepath.Join(dir, backend+"1.pcapng")
+			first := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "--backend", backend, "-w", firstOut)
+			first.waitCapturing(t, firstOut)
 			pinDir := fmt.Sprintf("/sys/fs/bpf/kflcap/capture-%d", first.cmd.Process.Pid)
 			first.cmd.Process.Kill() // kill -9
 			first.wait(t, 10*time.Second)
@@ -357,7 +358,7 @@ func TestCaptureCountAndPcapFormat(t *testing.T) {
 	netnstest.RequireTool(t, "ping", "tshark")
 	out := filepath.Join(t.TempDir(), "c.pcap")
 	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-c", "4", "--format", "pcap", "--proto", "icmp", "-w", out)
-	cap.waitStderr(t, "capturing on", 20*time.Second)
+	cap.waitCapturing(t, out)
 	go exec.Command("ip", "netns", "exec", p.A, "ping", "-c", "10", "-i", "0.05", p.IPB).Run()
 	if code := cap.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit %d: %s", code, cap.Stderr())
@@ -379,7 +380,7 @@ func TestCaptureToStdout(t *testing.T) {
 	p := netnstest.NewPair(t)
 	netnstest.RequireTool(t, "ping", "tshark")
 	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-c", "6", "--proto", "icmp", "-w", "-")
-	cap.waitStderr(t, "capturing on", 20*time.Second)
+	cap.waitCapturing(t, "-")
 	go exec.Command("ip", "netns", "exec", p.A, "ping", "-c", "5", "-i", "0.05", p.IPB).Run()
 	if code := cap.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit %d: %s", code, cap.Stderr())
@@ -403,7 +404,7 @@ func TestCaptureKFLSelectsStreams(t *testing.T) {
 	startServers(t, p)
 	out := filepath.Join(t.TempDir(), "sel.pcapng")
 	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "--kfl", "http and response.status == 404", "-w", out)
-	cap.waitStderr(t, "capturing on", 20*time.Second)
+	cap.waitCapturing(t, out)
 	for _, path := range []string{"index.html", "missing-1", "index.html", "missing-2", "index.html"} {
 		netnstest.Output(p.A, "curl", "-sS", "-o", "/dev/null", "http://"+p.IPB+":8080/"+path)
 	}
@@ -456,8 +457,9 @@ func TestCaptureKFLSelectsStreams(t *testing.T) {
 func TestBpftoolSeesCapture(t *testing.T) {
 	p := netnstest.NewPair(t)
 	netnstest.RequireTool(t, "bpftool")
-	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-w", "/dev/null")
-	cap.waitStderr(t, "capturing on", 20*time.Second)
+	out := filepath.Join(t.TempDir(), "bpftool.pcapng")
+	cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-w", out)
+	cap.waitCapturing(t, out)
 	dir := fmt.Sprintf("/sys/fs/bpf/kflcap/capture-%d", cap.cmd.Process.Pid)
 	ids := pinnedProgIDs(t, bpftool, dir, "kflcap_tc_in", "kflcap_tc_eg", "kflcap_sock")
 	for _, m := range []string{"kflcap_events", "kflcap_ifstats", "kflcap_pf_cfg", "kflcap_pf_port", "kflcap_pf_ip4", "kflcap_owner"} {

@@ -32,7 +32,7 @@ func TestMixedLinkTypes(t *testing.T) {
 	for _, format := range []string{"pcap", "pcapng"} {
 		out := filepath.Join(dir, "mixed."+format)
 		cap := start(t, kflcapBin, "capture", "--netns", p.A, "-i", p.IfA, "-i", "kfltun", "--format", format, "--proto", "icmp", "-w", out)
-		cap.waitStderr(t, "capturing on", 20*time.Second)
+		cap.waitCapturing(t, out)
 		netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", "10.98.0.2")
 		netnstest.Exec(t, p.A, "ping", "-c", "3", "-i", "0.05", p.IPB)
 		// ping has its replies: every packet is in the ring, which the

@@ -5,6 +5,7 @@ package tests
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -110,20 +111,26 @@ func (p *proc) exited() bool {
 	}
 }
 
-// waitStderr waits until the process's stderr contains s. Only for what
-// has no other signal: `kflcap capture` says it is capturing on stderr,
-// and serves no endpoint; the agent's /readyz and /status are the way to
-// wait for it.
-func (p *proc) waitStderr(t *testing.T, s string, timeout time.Duration) {
+// waitCapturing waits until `kflcap capture -w out` has attached: it
+// writes the file header once its programs are attached, so out (a file,
+// or stdout for "-") is no longer empty. It fails at once when the
+// capture exits.
+func (p *proc) waitCapturing(t *testing.T, out string) {
 	t.Helper()
-	netnstest.WaitFor(t, timeout, func() error {
-		if strings.Contains(p.Stderr(), s) {
+	netnstest.WaitFor(t, 20*time.Second, func() error {
+		if p.exited() {
+			t.Fatalf("%s exited (%v) before capturing; stderr:\n%s", p.cmd.Path, p.err, p.Stderr())
+		}
+		if out == "-" {
+			if p.Stdout() == "" {
+				return errors.New("nothing on stdout yet")
+			}
 			return nil
 		}
-		if p.exited() {
-			t.Fatalf("%s exited (%v) before printing %q; stderr:\n%s", p.cmd.Path, p.err, s, p.Stderr())
+		if fi, err := os.Stat(out); err != nil || fi.Size() == 0 {
+			return fmt.Errorf("%s empty or missing (%v); stderr:\n%s", out, err, p.Stderr())
 		}
-		return fmt.Errorf("%s did not print %q; stderr:\n%s", p.cmd.Path, s, p.Stderr())
+		return nil
 	})
 }
 

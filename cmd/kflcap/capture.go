@@ -165,6 +165,9 @@ func runCapture(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The file header goes out now: a non-empty output says the programs
+	// are attached (scripts and tests wait for it, as for the line above).
+	c.flush()
 	readErr := c.run(ctx, live, cf.duration)
 	counters, err := live.Counters()
 	if err != nil {
