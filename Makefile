@@ -11,10 +11,11 @@ LDFLAGS := -X main.version=$(VERSION)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-deps: ## install the Debian tools building and testing need (when missing)
-	@bash scripts/deps.sh
+deps: ## install the Debian tools the tests need (when missing)
+	@bash scripts/deps.sh test
 
-generate: deps ## rebuild the BPF objects (bpf/*_bpfel.go/.o) with bpf2go
+generate: ## rebuild the BPF objects (bpf/*_bpfel.go/.o) with bpf2go
+	@bash scripts/deps.sh generate
 	$(GO) generate ./bpf/
 
 check-generate: generate ## fail when the committed BPF objects differ from a rebuild
@@ -48,7 +49,7 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); if [ -n "$$out" ]; then echo "gofmt: $$out" >&2; exit 1; fi
 	$(GO) vet ./...
 
-run: deps build ## run the agent on the embedded default (capture on any, local repositories)
+run: build ## run the agent on the embedded default (capture on any, local repositories)
 	./$(BIN) agent
 
 clean: ## remove build output
