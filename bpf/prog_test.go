@@ -106,17 +106,18 @@ func drain(t *testing.T, o *Objects) []rec {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc, ok := ParseRecord(r.RawSample)
+		var p packet.Packet
+		ts, ok := DecodeRecord(r.RawSample, &p)
 		if !ok {
 			t.Fatalf("malformed record of %d bytes", len(r.RawSample))
 		}
 		out = append(out, rec{
-			ts:      rc.BootNs,
-			wire:    uint32(rc.WireLen),
-			cap:     uint32(len(rc.Data)),
-			ifindex: uint32(rc.Ifindex),
-			dir:     uint8(rc.Dir),
-			data:    append([]byte(nil), rc.Data...),
+			ts:      ts,
+			wire:    uint32(p.WireLen),
+			cap:     uint32(len(p.Data)),
+			ifindex: uint32(p.Ifindex),
+			dir:     uint8(p.Dir),
+			data:    append([]byte(nil), p.Data...),
 		})
 	}
 }

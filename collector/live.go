@@ -103,7 +103,7 @@ func StartLive(opts LiveOptions) (*Live, error) {
 			return nil, err
 		}
 	}
-	opts.Reader.LinkType = l.linkType
+	opts.Reader.LinkTypes = &l.links
 	l.reader, err = NewReader(objs.Events(), NewClock(), &l.Stages, opts.Reader)
 	if err != nil {
 		objs.Close()
@@ -236,17 +236,6 @@ func (l *Live) publishLinks() {
 		m[i] = ifc.LinkType
 	}
 	l.links.Store(&m)
-}
-
-// linkType is the link type of the interface with that index: Ethernet
-// when it is unknown.
-func (l *Live) linkType(ifindex int) layers.LinkType {
-	if m := l.links.Load(); m != nil {
-		if lt, ok := (*m)[ifindex]; ok {
-			return lt
-		}
-	}
-	return layers.LinkTypeEthernet
 }
 
 // Objects gives access to the loaded programs (prefilter updates, counters).

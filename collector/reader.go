@@ -46,9 +46,9 @@ type ReaderOptions struct {
 	// When that many are out, the reader waits and the ring buffer absorbs
 	// the traffic (its overflow is counted in the kernel). Default 64.
 	QueueLen int
-	// LinkType tells each packet's link type from its interface index;
-	// nil: Ethernet.
-	LinkType func(ifindex int) layers.LinkType
+	// LinkTypes maps interface indexes to link types, replaced whole when
+	// interfaces come and go; nil, or an index it lacks: Ethernet.
+	LinkTypes *atomic.Pointer[map[int]layers.LinkType]
 }
 
 // Reader reads records from the capture ring buffer into batches, without
@@ -112,6 +112,7 @@ func (r *Reader) run(ctx context.Context, emit func(*Batch)) error {
 	for {
 		stopping := ctx.Err() != nil
 		b := r.getBatch()
+		lt := linkCache{src: r.opts.LinkTypes, ifindex: -1}
 		n := 0
 		for len(b.Packets) < batchPackets {
 			sample, end, ok := r.ring.next()
@@ -119,7 +120,7 @@ func (r *Reader) run(ctx context.Context, emit func(*Batch)) error {
 				break
 			}
 			b.end = end
-			r.add(b, sample)
+			r.add(b, sample, &lt)
 			n++
 		}
 		r.stats.Read.Add(uint64(n))
@@ -141,25 +142,54 @@ func (r *Reader) run(ctx context.Context, emit func(*Batch)) error {
 	}
 }
 
-// add appends one record to b.
-func (r *Reader) add(b *Batch, raw []byte) {
-	rec, ok := bpf.ParseRecord(raw)
+// linkCache looks link types up for one batch, remembering the last
+// interface (a batch's records mostly come from one) and the table it
+// loaded; an index the table lacks loads it again (an interface attached
+// while the batch was read).
+type linkCache struct {
+	src     *atomic.Pointer[map[int]layers.LinkType]
+	m       *map[int]layers.LinkType
+	ifindex int
+	lt      layers.LinkType
+}
+
+func (c *linkCache) get(ifindex int) layers.LinkType {
+	if ifindex == c.ifindex {
+		return c.lt
+	}
+	c.ifindex, c.lt = ifindex, layers.LinkTypeEthernet
+	if c.src == nil {
+		return c.lt
+	}
+	for reloaded := c.m == nil; ; reloaded = true {
+		if reloaded {
+			c.m = c.src.Load()
+		}
+		if c.m != nil {
+			if lt, ok := (*c.m)[ifindex]; ok {
+				c.lt = lt
+				return lt
+			}
+		}
+		if reloaded {
+			return c.lt
+		}
+	}
+}
+
+// add appends one record to b, decoding it in place in the batch.
+func (r *Reader) add(b *Batch, raw []byte, links *linkCache) {
+	n := len(b.Packets)
+	b.Packets = append(b.Packets, packet.Packet{})
+	p := &b.Packets[n]
+	bootNs, ok := bpf.DecodeRecord(raw, p)
 	if !ok {
+		b.Packets = b.Packets[:n]
 		r.stats.Malformed.Add(1)
 		return
 	}
-	lt := layers.LinkTypeEthernet
-	if r.opts.LinkType != nil {
-		lt = r.opts.LinkType(rec.Ifindex)
-	}
-	b.Packets = append(b.Packets, packet.Packet{
-		Time:     r.clock.Time(rec.BootNs),
-		Ifindex:  rec.Ifindex,
-		Dir:      rec.Dir,
-		LinkType: lt,
-		WireLen:  rec.WireLen,
-		Data:     rec.Data,
-	})
+	p.Time = r.clock.Time(bootNs)
+	p.LinkType = links.get(p.Ifindex)
 }
 
 // hand records b as outstanding and sends it on, waiting while QueueLen

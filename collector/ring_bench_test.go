@@ -348,18 +348,16 @@ func (c *copying) drain() (int, error) {
 
 // add is Reader.add.
 func (c *copying) add(raw []byte) {
-	rec, ok := bpf.ParseRecord(raw)
+	n := len(c.batch)
+	c.batch = append(c.batch, packet.Packet{})
+	p := &c.batch[n]
+	bootNs, ok := bpf.DecodeRecord(raw, p)
 	if !ok {
+		c.batch = c.batch[:n]
 		return
 	}
-	c.batch = append(c.batch, packet.Packet{
-		Time:     c.clock.Time(rec.BootNs),
-		Ifindex:  rec.Ifindex,
-		Dir:      rec.Dir,
-		LinkType: layers.LinkTypeEthernet,
-		WireLen:  rec.WireLen,
-		Data:     rec.Data,
-	})
+	p.Time = c.clock.Time(bootNs)
+	p.LinkType = layers.LinkTypeEthernet
 }
 
 func (c *copying) emit() {
