@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/internal/config"
 	"github.com/kflcap/kflcap/kfl"
@@ -52,7 +53,7 @@ type Agent struct {
 	opts    Options
 	log     *slog.Logger
 	queries []*kfl.Query
-	ifaces  []collector.Iface
+	ifaces  []bpf.Interface
 	rules   []trigger.Rule
 	sinks   []upload.Sink
 	slack   *upload.Notifier // nil without Slack settings

@@ -24,8 +24,8 @@ import (
 type fakeCapture map[bpf.IfKey]bpf.Counters
 
 func (f fakeCapture) Counters() (map[bpf.IfKey]bpf.Counters, error) { return f, nil }
-func (f fakeCapture) Iface(i int) (collector.Iface, bool) {
-	ifc := collector.Iface{}
+func (f fakeCapture) Iface(i int) (bpf.Interface, bool) {
+	ifc := bpf.Interface{}
 	ifc.Name, ifc.Index = map[int]string{2: "eth0"}[i], i
 	return ifc, ifc.Name != ""
 }

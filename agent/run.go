@@ -163,7 +163,7 @@ func (a *Agent) followInterfaces() (stop func()) {
 	return cancel
 }
 
-func (a *Agent) attach(ifc collector.Iface) {
+func (a *Agent) attach(ifc bpf.Interface) {
 	start := time.Now()
 	added, err := a.live.Add(ifc)
 	if err != nil {

@@ -3,10 +3,12 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"github.com/kflcap/kflcap/packet"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/kflcap/kflcap/packet"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -46,6 +48,16 @@ type Interface struct {
 	// NetNS is the path of the interface's network namespace
 	// (/var/run/netns/NAME, /proc/PID/ns/net); "" is the current one.
 	NetNS string
+}
+
+// LinkType is the link type of the packets the programs see on the
+// interface: raw IP for L3 interfaces, Ethernet for the others (loopback
+// included: its frames carry a zeroed Ethernet header).
+func (i Interface) LinkType() layers.LinkType {
+	if i.RawIP {
+		return layers.LinkTypeRaw
+	}
+	return layers.LinkTypeEthernet
 }
 
 func (i Interface) String() string {

@@ -18,13 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Iface is an interface to capture on, with the link type of the packets
-// the programs see on it.
-type Iface struct {
-	bpf.Interface
-	LinkType layers.LinkType
-}
-
 // NetNSPath turns a --netns argument into a path: a bare name is one of
 // `ip netns`'s (/var/run/netns/NAME); anything with a slash is a path.
 // It checks that the namespace exists.
@@ -104,7 +97,7 @@ func (s *Selector) Match(name string, loopback bool) bool {
 // Discover resolves interface names in the netns at nsPath ("" = current);
 // see Selector for the forms. A name that matches no interface is an error
 // that lists the known ones.
-func Discover(nsPath string, names []string) ([]Iface, error) {
+func Discover(nsPath string, names []string) ([]bpf.Interface, error) {
 	sel, err := NewSelector(names)
 	if err != nil {
 		return nil, err
@@ -120,7 +113,7 @@ func Discover(nsPath string, names []string) ([]Iface, error) {
 	}
 	var known []string
 	byName := map[string]bool{}
-	var out []Iface
+	var out []bpf.Interface
 	for _, l := range links {
 		ifc := ifaceOf(l, nsPath)
 		known = append(known, ifc.Name)
@@ -142,13 +135,10 @@ func Discover(nsPath string, names []string) ([]Iface, error) {
 	return out, nil
 }
 
-func ifaceOf(l netlink.Link, nsPath string) Iface {
+func ifaceOf(l netlink.Link, nsPath string) bpf.Interface {
 	a := l.Attrs()
-	lt := linkType(a.EncapType)
-	return Iface{
-		Interface: bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback", RawIP: lt == layers.LinkTypeRaw, NetNS: nsPath},
-		LinkType:  lt,
-	}
+	return bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback",
+		RawIP: linkType(a.EncapType) == layers.LinkTypeRaw, NetNS: nsPath}
 }
 
 // WatchLinks calls onAdd for every interface that appears (or is renamed)
@@ -161,7 +151,7 @@ func ifaceOf(l netlink.Link, nsPath string) Iface {
 // overflows), it reports the error, subscribes again and lists again,
 // calling onDel for interfaces that went meanwhile. onErr is not called
 // once ctx has ended.
-func WatchLinks(ctx context.Context, nsPath string, sel *Selector, onAdd func(Iface), onDel func(index int), onErr func(error)) error {
+func WatchLinks(ctx context.Context, nsPath string, sel *Selector, onAdd func(bpf.Interface), onDel func(index int), onErr func(error)) error {
 	report := func(err error) {
 		if ctx.Err() == nil {
 			onErr(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/internal/netnstest"
 )
 
@@ -56,7 +57,7 @@ func TestWatchLinksResync(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	err = WatchLinks(ctx, nsPath, sel,
-		func(ifc Iface) {
+		func(ifc bpf.Interface) {
 			if strings.HasPrefix(ifc.Name, "burst") {
 				gateOnce.Do(func() { close(blocked) })
 				<-gate // a slow consumer: netlink's socket buffer fills

@@ -16,7 +16,7 @@ import (
 
 // LiveOptions configure a live capture.
 type LiveOptions struct {
-	Ifaces []Iface
+	Ifaces []bpf.Interface
 	// NetNS is the namespace when Ifaces is empty (interfaces come later).
 	NetNS     string
 	Backend   bpf.Backend
@@ -46,7 +46,7 @@ type Live struct {
 	backend  bpf.Backend
 	mu       sync.RWMutex
 	attached map[int]*bpf.Attachment // by ifindex
-	ifaces   map[int]Iface
+	ifaces   map[int]bpf.Interface
 	// removed keeps a detached interface's description for a while: its
 	// last packets are still in the ring, and the reader needs its link
 	// type to decode them.
@@ -90,7 +90,7 @@ func StartLive(opts LiveOptions) (*Live, error) {
 		return nil, err
 	}
 	l := &Live{objs: objs, done: make(chan struct{}), log: opts.Logger, backend: opts.Backend,
-		attached: map[int]*bpf.Attachment{}, ifaces: map[int]Iface{}, removed: map[int]removedIface{}}
+		attached: map[int]*bpf.Attachment{}, ifaces: map[int]bpf.Interface{}, removed: map[int]removedIface{}}
 	if !opts.Prefilter.Empty() {
 		if err := objs.SetPrefilter(opts.Prefilter); err != nil {
 			objs.Close()
@@ -157,7 +157,7 @@ func (l *Live) Attachments() []*bpf.Attachment {
 // it only takes the new description: a renamed link keeps its programs,
 // and attaching twice would deliver its packets twice). It reports
 // whether it attached.
-func (l *Live) Add(ifc Iface) (bool, error) {
+func (l *Live) Add(ifc bpf.Interface) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.attached[ifc.Index]; ok {
@@ -168,7 +168,7 @@ func (l *Live) Add(ifc Iface) (bool, error) {
 	// Known before attaching: its first packets may arrive at once.
 	l.ifaces[ifc.Index] = ifc
 	l.publishLinks()
-	a, err := l.objs.Attach(ifc.Interface, l.backend)
+	a, err := l.objs.Attach(ifc, l.backend)
 	if err != nil {
 		delete(l.ifaces, ifc.Index)
 		l.publishLinks()
@@ -180,7 +180,7 @@ func (l *Live) Add(ifc Iface) (bool, error) {
 
 // removedIface is an interface detached at a time.
 type removedIface struct {
-	Iface
+	bpf.Interface
 	at time.Time
 }
 
@@ -213,16 +213,16 @@ func (l *Live) Remove(index int) (bool, error) {
 	return true, l.objs.Detach(a)
 }
 
-// Iface returns what is known of an attached interface, or of one
+// bpf.Interface returns what is known of an attached interface, or of one
 // detached less than half a minute ago.
-func (l *Live) Iface(index int) (Iface, bool) {
+func (l *Live) Iface(index int) (bpf.Interface, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if ifc, ok := l.ifaces[index]; ok {
 		return ifc, true
 	}
 	r, ok := l.removed[index]
-	return r.Iface, ok
+	return r.Interface, ok
 }
 
 // publishLinks copies the link types of ifaces and removed for linkType.
@@ -230,10 +230,10 @@ func (l *Live) Iface(index int) (Iface, bool) {
 func (l *Live) publishLinks() {
 	m := make(map[int]layers.LinkType, len(l.ifaces)+len(l.removed))
 	for i, r := range l.removed {
-		m[i] = r.LinkType
+		m[i] = r.LinkType()
 	}
 	for i, ifc := range l.ifaces {
-		m[i] = ifc.LinkType
+		m[i] = ifc.LinkType()
 	}
 	l.links.Store(&m)
 }

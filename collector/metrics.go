@@ -23,7 +23,7 @@ type Metrics struct {
 // Capture is what Metrics reads; a *Live is one.
 type Capture interface {
 	Counters() (map[bpf.IfKey]bpf.Counters, error)
-	Iface(index int) (Iface, bool)
+	Iface(index int) (bpf.Interface, bool)
 	Attachments() []*bpf.Attachment
 }
 

@@ -9,10 +9,10 @@ import (
 )
 
 // PcapInterfaces describes ifaces for a capture file's header.
-func PcapInterfaces(ifaces []Iface) []pcap.Interface {
+func PcapInterfaces(ifaces []bpf.Interface) []pcap.Interface {
 	out := make([]pcap.Interface, 0, len(ifaces))
 	for _, ifc := range ifaces {
-		pi := pcap.Interface{Index: ifc.Index, Name: ifc.Name, LinkType: ifc.LinkType}
+		pi := pcap.Interface{Index: ifc.Index, Name: ifc.Name, LinkType: ifc.LinkType()}
 		if ifc.NetNS != "" {
 			pi.Description = "netns " + ifc.NetNS
 		}

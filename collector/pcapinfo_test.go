@@ -12,9 +12,9 @@ import (
 )
 
 func TestPcapInterfaces(t *testing.T) {
-	ifaces := []Iface{
-		{Interface: bpf.Interface{Name: "eth0", Index: 2}, LinkType: layers.LinkTypeEthernet},
-		{Interface: bpf.Interface{Name: "tun0", Index: 7, RawIP: true, NetNS: "/var/run/netns/blue"}, LinkType: layers.LinkTypeRaw},
+	ifaces := []bpf.Interface{
+		{Name: "eth0", Index: 2},
+		{Name: "tun0", Index: 7, RawIP: true, NetNS: "/var/run/netns/blue"},
 	}
 	want := []pcap.Interface{
 		{Index: 2, Name: "eth0", LinkType: layers.LinkTypeEthernet},

@@ -211,7 +211,7 @@ type capturer struct {
 	err         error  // the first write error; nothing is written after it
 }
 
-func newCapturer(cf *captureFlags, ifaces []collector.Iface, out, stdout io.Writer) (*capturer, error) {
+func newCapturer(cf *captureFlags, ifaces []bpf.Interface, out, stdout io.Writer) (*capturer, error) {
 	c := &capturer{count: uint64(cf.count), printer: bufio.NewWriter(stdout), names: map[int]string{}}
 	for _, ifc := range ifaces {
 		c.names[ifc.Index] = ifc.Name
