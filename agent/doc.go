@@ -9,7 +9,7 @@
 //  3. Lookback keeps the last N MiB for triggered captures.
 //  4. pipeline.Pipeline dissects (package dissect) and matches each entry
 //     against every job's KFL query; a match selects the stream into the
-//     Job (a dissect.Sink).
+//     Job (a dissect.StreamSink).
 //  5. Triggers feeds each running triggered capture's own pipeline.
 //  6. Job appends the selected streams' packets to a repo.Writer and seals
 //     it into the outbox on time, size or stream count.

@@ -29,7 +29,7 @@ type Sealed struct {
 }
 
 // Job keeps the streams one KFL query selects in a series of repositories.
-// It is a dissect.Sink: the agent selects streams to it when an entry
+// It is a dissect.StreamSink: the agent selects streams to it when an entry
 // matches its query. Safe for concurrent use (dissector workers, the tick
 // loop, shutdown).
 type Job struct {
@@ -74,7 +74,7 @@ type Job struct {
 	sealing  sync.WaitGroup
 }
 
-// StreamPacket implements dissect.Sink.
+// StreamPacket implements dissect.StreamSink.
 func (j *Job) StreamPacket(info dissect.StreamInfo, p packet.Packet) {
 	if j.retired.Load() {
 		return // removed by a reload; its streams may still be flowing
@@ -126,7 +126,7 @@ func (j *Job) StreamPacket(info dissect.StreamInfo, p packet.Packet) {
 	}
 }
 
-// StreamEnd implements dissect.Sink.
+// StreamEnd implements dissect.StreamSink.
 func (j *Job) StreamEnd(info dissect.StreamInfo) {
 	j.mu.Lock()
 	delete(j.refused, info.ID)

@@ -22,7 +22,7 @@ import (
 // spool for the next start. A packet's path through it:
 //
 //	collector.Live (ring reader) → feed: dedup → lookback → pipeline
-//	(dissect → KFL match → Job, a dissect.Sink) and the triggered
+//	(dissect → KFL match → Job, a dissect.StreamSink) and the triggered
 //	captures → repo.Writer → seal into the outbox → upload sinks.
 func (a *Agent) Run(ctx context.Context) error {
 	setMemoryLimit(a.log, "/sys/fs/cgroup", "/proc/self/cgroup")

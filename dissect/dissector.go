@@ -35,12 +35,12 @@ func (rs Resolvers) Resolve(ip netip.Addr, port uint16) (name, namespace string,
 	return "", "", nil
 }
 
-// Sink receives the packets of the streams it was selected for with
+// StreamSink receives the packets of the streams it was selected for with
 // StreamRef.Select: first the packets retained so far, then every later
 // packet, in arrival order, then StreamEnd once. Calls for one stream come
 // from one worker goroutine; with Workers > 1 calls for different streams
 // come concurrently. Packet data is valid only during the call.
-type Sink interface {
+type StreamSink interface {
 	StreamPacket(s StreamInfo, p packet.Packet)
 	StreamEnd(s StreamInfo)
 }

@@ -22,7 +22,7 @@
 // sinks get StreamEnd) and stops the workers. Tick expires idle streams when
 // a live source has no packets to drive packet time forward.
 //
-// With Config.Workers ≤ 1, Feed dissects synchronously: OnEntry and Sink
+// With Config.Workers ≤ 1, Feed dissects synchronously: OnEntry and StreamSink
 // calls happen inside Feed, in packet order, so reading a file gives the
 // same entries in the same order every time. With Workers > 1, Feed decodes
 // L2–L4, hashes the flow (the same for both directions) and hands the packet,
@@ -42,7 +42,7 @@
 // IPv4 fragments) is copied.
 //
 // An Entry is immutable once passed to OnEntry and may be kept. A StreamRef
-// is valid only during the OnEntry call; StreamRef.Select subscribes a Sink
+// is valid only during the OnEntry call; StreamRef.Select subscribes a StreamSink
 // to the stream: it receives the retained packets at once, every later
 // packet as it arrives, and StreamEnd when the stream closes.
 //

@@ -29,7 +29,7 @@ type stream struct {
 	retBytes int
 	lost     uint64 // packets not retained
 	unwanted bool   // nothing can select it (Config.Selectable): counted, not kept or dissected
-	sinks    []Sink
+	sinks    []StreamSink
 	tcp      [2]tcpHalf
 	// Sequence number of the first byte being delivered and the ack of the
 	// segment that carried it: HTTP pairing uses them to tell which
@@ -81,7 +81,7 @@ func (r StreamRef) Info() StreamInfo { return r.s.info() }
 // Select makes sink receive the stream's packets: the retained ones now,
 // every later one as it arrives, and StreamEnd when the stream closes.
 // Selecting the same sink twice has no effect.
-func (r StreamRef) Select(sink Sink) {
+func (r StreamRef) Select(sink StreamSink) {
 	s := r.s
 	if slices.Contains(s.sinks, sink) {
 		return

@@ -29,7 +29,7 @@ type Selection struct {
 	// Sink receives the selected streams' packets: those retained before
 	// the match, then every later one. Nil selects no packets (read
 	// without -w only prints entries).
-	Sink dissect.Sink
+	Sink dissect.StreamSink
 	// OnMatch, if set, is called with every matching entry. With several
 	// dissector workers it is called concurrently.
 	OnMatch func(e *dissect.Entry)
@@ -105,7 +105,7 @@ func (p *Pipeline) Stats() dissect.Stats { return p.dis.Stats() }
 // straight to its file. With several dissector workers fn is called
 // concurrently. (A pointer, not a func type: the dissector compares sinks
 // to select a stream only once, and funcs are not comparable.)
-func PacketSink(fn func(p *packet.Packet)) dissect.Sink { return &packetSink{fn} }
+func PacketSink(fn func(p *packet.Packet)) dissect.StreamSink { return &packetSink{fn} }
 
 type packetSink struct{ fn func(p *packet.Packet) }
 
