@@ -117,12 +117,10 @@ func (a *Agent) captureStats() map[string]uint64 {
 		m["packets_dropped_kernel"] = t.Dropped()
 	}
 	m["packets_dropped_userspace"] = a.live.Stages.Malformed.Load()
-	if a.pipe != nil {
-		s := a.pipe.Stats()
-		m["dissect_malformed"] = s.Malformed
-		m["streams_evicted"] = s.StreamsEvicted
-		m["retain_overflow"] = s.RetainOverflow
-	}
+	s := a.pipe.Stats()
+	m["dissect_malformed"] = s.Malformed
+	m["streams_evicted"] = s.StreamsEvicted
+	m["retain_overflow"] = s.RetainOverflow
 	m["spool_refused_streams"] = a.spool.Refused.Load()
 	return m
 }

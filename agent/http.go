@@ -75,8 +75,8 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 			return trigger.Counters{}
 		}),
 		NewMetrics(MetricsSources{
-			Stages: &a.live.Stages, Dissect: a.pipe.Stats, Spool: a.spool,
-			Jobs: a.jobs, Triggers: a.triggers, Lookback: a.lookback,
+			UserDrops: a.userDrops,
+			Jobs:      a.jobs, Triggers: a.triggers, Lookback: a.lookback,
 			Reloads: func() (uint64, uint64) { return a.reloads.ok.Load(), a.reloads.failed.Load() },
 		}),
 	)

@@ -3,9 +3,6 @@ package agent
 import (
 	"strconv"
 
-	"github.com/kflcap/kflcap/collector"
-	"github.com/kflcap/kflcap/dissect"
-	"github.com/kflcap/kflcap/repo"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,12 +24,11 @@ type Metrics struct {
 // MetricsSources are what Metrics reads at scrape time. Nil fields are
 // skipped.
 type MetricsSources struct {
-	Stages   *collector.Stages
-	Dissect  func() dissect.Stats
-	Spool    *repo.Spool
-	Jobs     func() []*Job
-	Triggers *Triggers
-	Lookback *Lookback
+	// UserDrops are the packets and streams lost in user space, by stage.
+	UserDrops func() map[string]uint64
+	Jobs      func() []*Job
+	Triggers  *Triggers
+	Lookback  *Lookback
 	// Reloads are the configuration reloads applied and rejected.
 	Reloads func() (ok, failed uint64)
 }
@@ -75,16 +71,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
 	}
 	s := m.src
-	if s.Stages != nil {
-		c(m.userDrops, s.Stages.Malformed.Load(), "malformed_record")
-	}
-	if s.Spool != nil {
-		c(m.userDrops, s.Spool.Refused.Load(), "spool_full")
-	}
-	if s.Dissect != nil {
-		st := s.Dissect()
-		c(m.userDrops, st.StreamsEvicted, "stream_table_full")
-		c(m.userDrops, st.RetainOverflow, "retain_overflow")
+	if s.UserDrops != nil {
+		for stage, n := range s.UserDrops() {
+			c(m.userDrops, n, stage)
+		}
 	}
 	sealed := map[string]uint64{"kfl": 0, "trigger": 0}
 	failed := map[string]uint64{"kfl": 0, "trigger": 0}

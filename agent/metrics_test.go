@@ -57,7 +57,10 @@ func testMetrics() (*prometheus.Registry, *Job) {
 		dissect.NewMetrics(stats),
 		repo.NewSpoolMetrics(sp),
 		uploads,
-		NewMetrics(MetricsSources{Stages: st, Dissect: stats, Spool: sp, Jobs: func() []*Job { return []*Job{j} },
+		NewMetrics(MetricsSources{UserDrops: func() map[string]uint64 {
+			return map[string]uint64{"malformed_record": st.Malformed.Load(), "spool_full": sp.Refused.Load(),
+				"stream_table_full": stats().StreamsEvicted, "retain_overflow": stats().RetainOverflow}
+		}, Jobs: func() []*Job { return []*Job{j} },
 			Reloads: func() (uint64, uint64) { return 2, 1 }}),
 	)
 	return reg, j

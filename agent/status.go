@@ -53,22 +53,28 @@ type JobStatus struct {
 	SealFailures uint64 `json:"seal_failures"`
 }
 
+// userDrops are the packets and streams lost in user space, by stage, for
+// /status and kflcap_userspace_drops_total: records too short for their
+// header, streams a full spool refused, streams evicted from a full table,
+// packets over the retain caps.
+func (a *Agent) userDrops() map[string]uint64 {
+	ds := a.pipe.Stats()
+	return map[string]uint64{
+		"malformed_record":  a.live.Stages.Malformed.Load(),
+		"spool_full":        a.spool.Refused.Load(),
+		"stream_table_full": ds.StreamsEvicted,
+		"retain_overflow":   ds.RetainOverflow,
+	}
+}
+
 func (a *Agent) status() Status {
-	st := Status{Version: a.opts.Version, Node: a.cfg.Node, Drops: map[string]uint64{}}
+	st := Status{Version: a.opts.Version, Node: a.cfg.Node, Drops: a.userDrops(), Streams: a.pipe.Stats().ActiveStreams}
 	counters, _ := a.live.Counters()
 	for _, at := range a.live.Attachments() {
 		st.Interfaces = append(st.Interfaces, IfaceStatus{
 			Name: at.Iface.Name, Index: at.Iface.Index, Backend: string(at.Backend),
 			In: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: packet.Ingress}], Out: counters[bpf.IfKey{Ifindex: at.Iface.Index, Direction: packet.Egress}],
 		})
-	}
-	st.Drops["malformed_record"] = a.live.Stages.Malformed.Load()
-	st.Drops["spool_full"] = a.spool.Refused.Load()
-	if a.pipe != nil {
-		ds := a.pipe.Stats()
-		st.Streams = ds.ActiveStreams
-		st.Drops["stream_table_full"] = ds.StreamsEvicted
-		st.Drops["retain_overflow"] = ds.RetainOverflow
 	}
 	for _, j := range a.jobs() {
 		n, b := j.Open()
