@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gopacket/gopacket/layers"
 	"github.com/kflcap/kflcap/bpf"
 	"github.com/kflcap/kflcap/internal/netnsrun"
 	"github.com/vishvananda/netlink"
@@ -138,7 +137,7 @@ func Discover(nsPath string, names []string) ([]bpf.Interface, error) {
 func ifaceOf(l netlink.Link, nsPath string) bpf.Interface {
 	a := l.Attrs()
 	return bpf.Interface{Name: a.Name, Index: a.Index, Loopback: a.EncapType == "loopback",
-		RawIP: linkType(a.EncapType) == layers.LinkTypeRaw, NetNS: nsPath}
+		RawIP: rawIP(a.EncapType), NetNS: nsPath}
 }
 
 // WatchLinks calls onAdd for every interface that appears (or is renamed)
@@ -252,13 +251,10 @@ func WatchLinks(ctx context.Context, nsPath string, sel *Selector, onAdd func(bp
 	return nil
 }
 
-// linkType maps netlink's encapsulation name (the ARPHRD type) to the link
-// type of what the programs see: a MAC header on Ethernet-like devices, the
-// IP header first on L3 devices (tun, wireguard, ipip, …).
-func linkType(encap string) layers.LinkType {
-	switch encap {
-	case "ether", "loopback":
-		return layers.LinkTypeEthernet
-	}
-	return layers.LinkTypeRaw
+// rawIP reports from netlink's encapsulation name (the ARPHRD type)
+// whether the programs see the IP header first (L3 devices: tun,
+// wireguard, ipip, …) rather than a MAC header (Ethernet-like devices and
+// loopback).
+func rawIP(encap string) bool {
+	return encap != "ether" && encap != "loopback"
 }

@@ -213,7 +213,7 @@ func (l *Live) Remove(index int) (bool, error) {
 	return true, l.objs.Detach(a)
 }
 
-// bpf.Interface returns what is known of an attached interface, or of one
+// Iface returns what is known of an attached interface, or of one
 // detached less than half a minute ago.
 func (l *Live) Iface(index int) (bpf.Interface, bool) {
 	l.mu.RLock()
@@ -225,8 +225,8 @@ func (l *Live) Iface(index int) (bpf.Interface, bool) {
 	return r.Interface, ok
 }
 
-// publishLinks copies the link types of ifaces and removed for linkType.
-// l.mu is held.
+// publishLinks copies the link types of ifaces and removed for the
+// reader. l.mu is held.
 func (l *Live) publishLinks() {
 	m := make(map[int]layers.LinkType, len(l.ifaces)+len(l.removed))
 	for i, r := range l.removed {
