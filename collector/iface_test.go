@@ -28,16 +28,6 @@ func (l *linkLog) has(name string) bool {
 	return ok
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	netnstest.WaitFor(t, 10*time.Second, func() error {
-		if !cond() {
-			return fmt.Errorf("waiting for %s", what)
-		}
-		return nil
-	})
-}
-
 // WatchLinks reports links that existed before it subscribed, follows new
 // ones, and, when a consumer too slow for a burst makes netlink drop
 // events (the subscription fails), subscribes again and catches up: the
@@ -80,7 +70,7 @@ func TestWatchLinksResync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the link made before the watch", func() bool { return log.has("pre0") })
+	netnstest.WaitUntil(t, 10*time.Second, "the link made before the watch", func() bool { return log.has("pre0") })
 
 	// A burst while the consumer is stuck.
 	var script strings.Builder
@@ -89,7 +79,7 @@ func TestWatchLinksResync(t *testing.T) {
 	}
 	script.WriteString("link add keep0 type veth peer name keep0p\n")
 	netnstest.Exec(t, p.A, "ip", "link", "add", "gone0", "type", "veth", "peer", "name", "gone0p")
-	waitFor(t, "gone0", func() bool { return log.has("gone0") })
+	netnstest.WaitUntil(t, 10*time.Second, "gone0", func() bool { return log.has("gone0") })
 	cmd := exec.Command("ip", "-n", p.A, "-batch", "-")
 	cmd.Stdin = strings.NewReader(script.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -99,11 +89,11 @@ func TestWatchLinksResync(t *testing.T) {
 	<-blocked
 	close(gate)
 
-	waitFor(t, "keep0 after the burst", func() bool { return log.has("keep0") })
+	netnstest.WaitUntil(t, 10*time.Second, "keep0 after the burst", func() bool { return log.has("keep0") })
 	log.mu.Lock()
 	goneIdx := log.added["gone0"]
 	log.mu.Unlock()
-	waitFor(t, "gone0 reported gone", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.gone[goneIdx] })
+	netnstest.WaitUntil(t, 10*time.Second, "gone0 reported gone", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.gone[goneIdx] })
 	log.mu.Lock()
 	errs := append([]error(nil), log.errs...)
 	log.mu.Unlock()
@@ -113,7 +103,7 @@ func TestWatchLinksResync(t *testing.T) {
 	}
 	// Later links are still followed.
 	netnstest.Exec(t, p.A, "ip", "link", "add", "late0", "type", "veth", "peer", "name", "late0p")
-	waitFor(t, "a link after the burst", func() bool { return log.has("late0") })
+	netnstest.WaitUntil(t, 10*time.Second, "a link after the burst", func() bool { return log.has("late0") })
 
 	// No error is reported once the watch is cancelled. Nothing is to
 	// happen, so there is no condition to wait for: the test gives a

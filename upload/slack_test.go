@@ -130,16 +130,6 @@ func run(n *Notifier) func() {
 	return func() { cancel(); n.Wait() }
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	netnstest.WaitFor(t, 10*time.Second, func() error {
-		if !cond() {
-			return fmt.Errorf("waiting for %s", what)
-		}
-		return nil
-	})
-}
-
 func checkMessage(t *testing.T, text string, d Delivery) {
 	t.Helper()
 	for _, want := range []string{
@@ -160,7 +150,7 @@ func TestSlackWebhook(t *testing.T) {
 	n.OnDelivery(d)
 	n.OnDelivery(Delivery{Archive: d.Archive, Sink: "local", URL: "file:///x"})     // another sink: not announced
 	n.OnDelivery(Delivery{Archive: d.Archive, Sink: "s3", Err: fmt.Errorf("boom")}) // failures: not announced
-	waitFor(t, "the webhook", func() bool { return n.Sent.Load() == 1 })
+	netnstest.WaitUntil(t, 10*time.Second, "the webhook", func() bool { return n.Sent.Load() == 1 })
 	stop()
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -180,7 +170,7 @@ func TestSlackPostMessageAndAttach(t *testing.T) {
 	big.Archive.Size = 2 << 20 // above the limit: announced, not attached
 	big.Archive.Name = "kfl_1_kflcap_big.tar.gz"
 	n.OnDelivery(big)
-	waitFor(t, "two announcements", func() bool { return n.Sent.Load() == 2 })
+	netnstest.WaitUntil(t, 10*time.Second, "two announcements", func() bool { return n.Sent.Load() == 2 })
 	stop()
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -216,10 +206,10 @@ func TestSlackRetries(t *testing.T) {
 	stop := run(n)
 	d := testDelivery(t)
 	n.OnDelivery(d)
-	waitFor(t, "the retried webhook", func() bool { return n.Sent.Load() == 1 })
+	netnstest.WaitUntil(t, 10*time.Second, "the retried webhook", func() bool { return n.Sent.Load() == 1 })
 	st.failFirst.Store(100)
 	n.OnDelivery(d)
-	waitFor(t, "the failure", func() bool { return n.Failed.Load() == 1 })
+	netnstest.WaitUntil(t, 10*time.Second, "the failure", func() bool { return n.Failed.Load() == 1 })
 	stop()
 	if !strings.Contains(logs.String(), "slack: announcement failed") {
 		t.Errorf("failure not logged:\n%s", logs.String())
@@ -232,7 +222,7 @@ func TestSlackRetries(t *testing.T) {
 	n = NewNotifier(SlackOptions{Webhook: deadURL, Attempts: 2, Backoff: 10 * time.Millisecond, Log: log})
 	stop = run(n)
 	n.OnDelivery(d)
-	waitFor(t, "the failure", func() bool { return n.Failed.Load() == 1 })
+	netnstest.WaitUntil(t, 10*time.Second, "the failure", func() bool { return n.Failed.Load() == 1 })
 	stop()
 	if strings.Contains(logs.String(), "secret-hook") || !strings.Contains(logs.String(), "[redacted]") {
 		t.Errorf("the log shows the webhook or is not redacted:\n%s", logs.String())

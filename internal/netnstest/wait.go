@@ -1,6 +1,7 @@
 package netnstest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -18,6 +19,18 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	if err := Poll(timeout, cond); err != nil {
 		t.Fatalf("not within %v: %v", timeout, err)
 	}
+}
+
+// WaitUntil is WaitFor for a condition that only holds or not: the
+// failure says what was awaited.
+func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	WaitFor(t, timeout, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
+		}
+		return nil
+	})
 }
 
 // Poll is WaitFor for a caller that goes on either way: it returns nil once

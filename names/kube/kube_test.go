@@ -33,17 +33,6 @@ var (
 	_ trigger.PodResolver = (*Resolver)(nil)
 )
 
-// eventually polls cond for up to 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	netnstest.WaitFor(t, 10*time.Second, func() error {
-		if !cond() {
-			return fmt.Errorf("waiting for %s", what)
-		}
-		return nil
-	})
-}
-
 func resolvesTo(r *Resolver, ip string, port uint16, name, ns string) func() bool {
 	a := netip.MustParseAddr(ip)
 	return func() bool {
@@ -278,8 +267,8 @@ func TestResolverAPIServer(t *testing.T) {
 	}
 	c.runPod(pod("shop", "web-2", "node-a", map[string]string{"app": "web"}), "10.244.1.11")
 	c.applySlice(slice("shop", "web-x1", "web", 8080, map[string]string{"10.244.1.10": "web-1", "10.244.1.11": "web-2"}))
-	eventually(t, "web-2", resolvesTo(r, "10.244.1.11", 8080, "web-2", "shop"))
-	eventually(t, "web-1 relabelled", func() bool {
+	netnstest.WaitUntil(t, 10*time.Second, "web-2", resolvesTo(r, "10.244.1.11", 8080, "web-2", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "web-1 relabelled", func() bool {
 		id, ok := r.Lookup(netip.MustParseAddr("10.244.1.10"))
 		return ok && id.Labels["v"] == "2"
 	})
@@ -289,13 +278,13 @@ func TestResolverAPIServer(t *testing.T) {
 	nextSecond()
 	c.deletePod("shop", "web-1")
 	c.applySlice(slice("shop", "web-x1", "web", 8080, map[string]string{"10.244.1.11": "web-2"}))
-	eventually(t, "web-1's pod deleted", func() bool { return r.Stats().Pods == 1 })
+	netnstest.WaitUntil(t, 10*time.Second, "web-1's pod deleted", func() bool { return r.Stats().Pods == 1 })
 	// Entries of streams ending just after still name it (Linger) …
 	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "web-1" {
 		t.Errorf("just after the delete: %q, want web-1 (lingering)", n)
 	}
 	// … and then it is forgotten by the live view.
-	eventually(t, "web-1 forgotten", resolvesTo(r, "10.244.1.10", 80, "", ""))
+	netnstest.WaitUntil(t, 10*time.Second, "web-1 forgotten", resolvesTo(r, "10.244.1.10", 80, "", ""))
 	if _, ok := r.PodIP("shop", "web-1"); ok {
 		t.Error("PodIP of a deleted pod")
 	}
@@ -307,8 +296,8 @@ func TestResolverAPIServer(t *testing.T) {
 	if err := kc.AdminClient.CoreV1().Services("shop").Delete(context.Background(), "db", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "web-3", resolvesTo(r, "10.244.1.10", 80, "web-3", "shop"))
-	eventually(t, "db service forgotten", resolvesTo(r, dbIP.String(), 5432, "", ""))
+	netnstest.WaitUntil(t, 10*time.Second, "web-3", resolvesTo(r, "10.244.1.10", 80, "web-3", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "db service forgotten", resolvesTo(r, dbIP.String(), 5432, "", ""))
 	t7 := time.Now()
 
 	// The history: every name at the second it was learnt.
@@ -354,7 +343,7 @@ func TestResolverAPIServer(t *testing.T) {
 
 	// Close stops every goroutine the resolver started.
 	r.Close()
-	eventually(t, "informer goroutines to end", func() bool { return runtime.NumGoroutine() <= startGoroutines+2 })
+	netnstest.WaitUntil(t, 10*time.Second, "informer goroutines to end", func() bool { return runtime.NumGoroutine() <= startGoroutines+2 })
 }
 
 // TestResolverAPIServerDown: when the API server goes away the resolver
@@ -373,7 +362,7 @@ func TestResolverAPIServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
 
 	// A user without the RBAC rights: forbidden lists are counted, names
 	// stay unknown, nothing stops.
@@ -381,7 +370,7 @@ func TestResolverAPIServerDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "forbidden lists counted", func() bool { return denied.Stats().WatchErrors >= 3 })
+	netnstest.WaitUntil(t, 10*time.Second, "forbidden lists counted", func() bool { return denied.Stats().WatchErrors >= 3 })
 	if s := denied.Stats(); s.Synced || s.RequestErrors != 0 {
 		t.Errorf("without RBAC rights: %+v", s)
 	}
@@ -428,7 +417,7 @@ current-context: c
 	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.10"), 80); n != "" {
 		t.Errorf("resolved %q with no API server", n)
 	}
-	eventually(t, "errors counted", func() bool { s := r.Stats(); return s.WatchErrors > 0 && s.RequestErrors > 0 })
+	netnstest.WaitUntil(t, 10*time.Second, "errors counted", func() bool { s := r.Stats(); return s.WatchErrors > 0 && s.RequestErrors > 0 })
 	if r.Stats().Synced {
 		t.Error("synced with no API server")
 	}
@@ -456,15 +445,15 @@ func TestFakeClientset(t *testing.T) {
 	defer cancel()
 	r := start(ctx, cs, Options{Names: nm, NodeName: "node-a", Linger: -1, Logger: testLogger(t)})
 	defer r.Close()
-	eventually(t, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
-	eventually(t, "web", resolvesTo(r, "10.96.0.20", 80, "web", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "web", resolvesTo(r, "10.96.0.20", 80, "web", "shop"))
 	if n, _, _ := r.Resolve(netip.MustParseAddr("192.0.2.1"), 80); n != "" {
 		t.Errorf("host-network pod claimed the node's address: %q", n)
 	}
 	if err := cs.CoreV1().Pods("shop").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "web-1 gone", resolvesTo(r, "10.244.1.10", 80, "", ""))
+	netnstest.WaitUntil(t, 10*time.Second, "web-1 gone", resolvesTo(r, "10.244.1.10", 80, "", ""))
 	if rec, ok := nm.Lookup("10.244.1.10"); !ok || rec.FullAddress != "web-1" {
 		t.Errorf("history lost web-1: %+v", rec)
 	}
@@ -475,7 +464,7 @@ func TestFakeClientset(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("shop").Create(ctx, done, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "job-1 seen", func() bool { return r.Stats().Pods == 2 }) // proxy, job-1
+	netnstest.WaitUntil(t, 10*time.Second, "job-1 seen", func() bool { return r.Stats().Pods == 2 }) // proxy, job-1
 	if n, _, _ := r.Resolve(netip.MustParseAddr("10.244.1.12"), 80); n != "" {
 		t.Errorf("finished pod resolved: %q", n)
 	}
@@ -513,8 +502,8 @@ func TestMetrics(t *testing.T) {
 	defer cancel()
 	r := start(ctx, fake.NewClientset(p, svc), Options{NodeName: "node-a", Logger: testLogger(t)})
 	defer r.Close()
-	eventually(t, "web", resolvesTo(r, "10.96.0.20", 80, "web", "shop"))
-	eventually(t, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "web", resolvesTo(r, "10.96.0.20", 80, "web", "shop"))
+	netnstest.WaitUntil(t, 10*time.Second, "web-1", resolvesTo(r, "10.244.1.10", 80, "web-1", "shop"))
 	want := `
 # HELP kflcap_kube_addresses Addresses that resolve to a name, by key (ip, ip_port).
 # TYPE kflcap_kube_addresses gauge
