@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kflcap/kflcap/bpf"
-	"github.com/kflcap/kflcap/collector"
 	"github.com/kflcap/kflcap/dissect"
 	"github.com/kflcap/kflcap/kfl"
 	"github.com/kflcap/kflcap/names"
@@ -64,7 +63,6 @@ func (a *Agent) startJobs() {
 	if n := a.cfg.Capture.LookbackBytes; n > 0 {
 		a.lookback = NewLookback(int(n))
 	}
-	a.dedup = collector.NewDedup(int64(50*time.Millisecond), 16)
 	a.triggers = &Triggers{
 		Lookback: a.lookback,
 		Log:      a.log,

@@ -138,6 +138,9 @@ func (a *Agent) startCapture() error {
 	}
 	a.live = live
 	a.readerDone = make(chan struct{})
+	// A packet crossing two captured interfaces (a veth pair's ends, a
+	// pod's veth and the uplink) is recognised within 50 ms.
+	a.dedup = collector.NewDedup(int64(50*time.Millisecond), 16)
 	var attached []string
 	for _, at := range live.Attachments() {
 		attached = append(attached, at.Iface.Name+"/"+string(at.Backend))
